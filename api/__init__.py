@@ -1,0 +1,1 @@
+"""The REST API: a FastAPI app factory, one router per resource, pydantic schemas."""

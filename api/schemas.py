@@ -1,0 +1,172 @@
+"""Request and response bodies of the REST API (separate from the ORM and the domain)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from conductor import jobs, units
+
+
+class JobDescription(BaseModel):
+    """The ``job`` object of a submission: the seed's fields, named as in Slurm's REST API."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {
+        "account": "test", "name": "concurrent-job-1", "partition": "compute-high-mem",
+        "ntasks_per_node": 1, "cpus_per_task": 4, "memory_per_node": "8G"}})
+
+    name: str = Field(jobs.DEFAULT_JOB_NAME, min_length=1, max_length=255, description="Job name (-J).",
+                      examples=["train-model"])
+    account: str = Field("", max_length=255, description="Account charged (-A).", examples=["physics"])
+    partition: str = Field(jobs.DEFAULT_PARTITION, min_length=1, max_length=255,
+                           description="Partition (-p).", examples=["default"])
+    user: str = Field("", max_length=255, description="Submitting user; the service's user when empty.",
+                      examples=["alice"])
+    cpus_per_task: int = Field(1, ge=1, le=1_000_000, description="CPUs per task (-c).", examples=[4])
+    ntasks_per_node: int = Field(1, ge=1, le=1_000_000, description="Tasks per node (--ntasks-per-node).",
+                                 examples=[1])
+    memory_per_node: Union[str, int, None] = Field(
+        None, description="Memory per node (--mem): a size with unit K/M/G/T, or a whole number of MB.",
+        examples=["8G", 8192])
+    time_limit: Union[str, int, None] = Field(
+        None, description="Time limit (-t): minutes as a number, or [days-]hours:minutes:seconds; 0 = none.",
+        examples=["1:00:00", 30])
+    current_working_directory: str | None = Field(
+        None, description="Working directory (-D); absolute. Default: the service's state directory.",
+        examples=["/home/alice/run1"])
+    environment: Union[dict[str, str], list[str], None] = Field(
+        None, description="Environment of the job: an object or Slurm's list of KEY=VALUE strings.",
+        examples=[{"OMP_NUM_THREADS": "4"}])
+    argv: list[str] = Field(default_factory=list, description="Arguments passed to the script.",
+                            examples=[["--epochs", "10"]])
+    standard_output: str | None = Field(None, description="stdout file pattern (-o): %j %x %u %A %a %%.",
+                                        examples=["out-%x-%j.txt"])
+    standard_error: str | None = Field(None, description="stderr file pattern (-e); default: with stdout.",
+                                       examples=["err-%j.txt"])
+    priority: int = Field(0, ge=0, le=4_294_967_295, description="Priority; higher runs first.", examples=[0])
+    nice: int = Field(0, ge=-2_147_483_645, le=2_147_483_645, description="Nice value (--nice).", examples=[0])
+    requeue: bool = Field(True, description="May the job be requeued after a node failure (--requeue).")
+    script: str | None = Field(None, description="The batch script (Slurm v0.0.41+ place); "
+                                                 "the top-level script field is the seed's place.")
+
+    @field_validator("memory_per_node")
+    @classmethod
+    def _memory(cls, value: str | int | None) -> int | None:
+        return None if value is None else units.parse_memory_mb(value)
+
+    @field_validator("time_limit")
+    @classmethod
+    def _time(cls, value: str | int | None) -> int | None:
+        return None if value is None else units.parse_time_limit_s(value)
+
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, value: dict[str, str] | list[str] | None) -> dict[str, str]:
+        if value is None:
+            return {}
+        if isinstance(value, dict):
+            return value
+        result = {}
+        for item in value:
+            key, sep, val = item.partition("=")
+            if not sep or not key:
+                raise ValueError(f"{item!r} is not KEY=VALUE")
+            result[key] = val
+        return result
+
+
+class SubmitRequest(BaseModel):
+    """``POST /api/jobs/submit``: ``{"job": {...}, "script": "#!/bin/bash\\n..."}``."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {
+        "job": {"account": "test", "name": "concurrent-job-1", "partition": "compute-high-mem",
+                "ntasks_per_node": 1, "cpus_per_task": 4, "memory_per_node": "8G"},
+        "script": "#!/bin/bash\necho \"Job 1 is running\"\nsleep 10"}})
+
+    job: JobDescription
+    script: str | None = Field(None, description="The batch script (the seed's place).",
+                               examples=["#!/bin/bash\nsleep 10"])
+
+
+class SubmitResponse(BaseModel):
+    """The new job's id, and the job as stored."""
+
+    job_id: int = Field(description="The new job's id.", examples=[42])
+    job: "JobOut"
+
+
+class JobOut(BaseModel):
+    """A job as ``conductor show`` and ``GET /api/jobs/{id}`` present it."""
+
+    job_id: int = Field(examples=[42])
+    name: str = Field(examples=["train-model"])
+    account: str = Field(examples=["physics"])
+    partition: str = Field(examples=["default"])
+    user: str = Field(examples=["alice"])
+    state: jobs.JobState = Field(examples=["RUNNING"])
+    reason: str = Field(description="Why it waits or how it ended (Slurm's reason codes).", examples=["None"])
+    exit_code: str = Field(description="Slurm's exit:signal.", examples=["0:0"])
+    return_code: int | None = Field(description="The script's exit status, when it ended.", examples=[0])
+    signal: int | None = Field(description="Signal that ended the script, if any.", examples=[None])
+    cpus_per_task: int = Field(examples=[4])
+    ntasks_per_node: int = Field(examples=[1])
+    cpus: int = Field(description="CPUs allocated: cpus_per_task x ntasks_per_node.", examples=[4])
+    memory_per_node_mb: int = Field(examples=[8192])
+    time_limit_s: int | None = Field(description="Seconds; null = no limit.", examples=[3600])
+    priority: int = Field(examples=[0])
+    nice: int = Field(examples=[0])
+    requeue: bool = Field(examples=[True])
+    restart_count: int = Field(examples=[0])
+    submit_time: datetime
+    start_time: datetime | None
+    end_time: datetime | None
+    node: str | None = Field(description="Node the job runs or ran on.", examples=["kunpeng-compute-01"])
+    working_directory: str = Field(examples=["/home/alice/run1"])
+    stdout_path: str = Field(examples=["/home/alice/run1/conductor-42.out"])
+    stderr_path: str = Field(examples=["/home/alice/run1/conductor-42.out"])
+    cpu_time_user_s: float | None = Field(examples=[12.5])
+    cpu_time_system_s: float | None = Field(examples=[0.4])
+    max_rss_kb: int | None = Field(examples=[204800])
+
+    @classmethod
+    def from_job(cls, job: jobs.Job) -> "JobOut":
+        spec = job.spec
+        return cls(
+            job_id=job.id, name=spec.name, account=spec.account, partition=spec.partition, user=spec.user,
+            state=job.state, reason=job.reason, exit_code=job.exit_code_text, return_code=job.exit_code,
+            signal=job.signal, cpus_per_task=spec.cpus_per_task, ntasks_per_node=spec.ntasks_per_node,
+            cpus=spec.total_cpus, memory_per_node_mb=spec.memory_per_node_mb, time_limit_s=spec.time_limit_s,
+            priority=spec.priority, nice=spec.nice, requeue=spec.requeue, restart_count=job.restart_count,
+            submit_time=job.submit_time, start_time=job.start_time, end_time=job.end_time, node=job.node_name,
+            working_directory=spec.working_dir, stdout_path=job.stdout_path, stderr_path=job.stderr_path,
+            cpu_time_user_s=job.cpu_time_user_s, cpu_time_system_s=job.cpu_time_system_s,
+            max_rss_kb=job.max_rss_kb)
+
+
+class FieldError(BaseModel):
+    field: Annotated[str, Field(description="Dotted path of the offending field.", examples=["job.cpus_per_task"])]
+    reason: Annotated[str, Field(examples=["must be at least 1"])]
+
+
+class ErrorBody(BaseModel):
+    status: int = Field(examples=[422])
+    code: str = Field(description="invalid_request, not_found, unavailable or internal.",
+                      examples=["invalid_request"])
+    message: str = Field(examples=["job.cpus_per_task: must be at least 1"])
+    fields: list[FieldError] = Field(default_factory=list)
+
+
+class ErrorResponse(BaseModel):
+    """The one error shape of every endpoint."""
+
+    error: ErrorBody
+
+
+class HealthResponse(BaseModel):
+    status: str = Field(description="ok when every component is ok.", examples=["ok"])
+    components: dict[str, str] = Field(examples=[{"database": "ok", "queue": "ok"}])
+
+
+SubmitResponse.model_rebuild()

@@ -1,0 +1,1 @@
+"""The ``conductor`` command line: parse -> REST client or daemon -> render."""

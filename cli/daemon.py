@@ -1,0 +1,139 @@
+"""``conductor up`` and ``conductor worker``: Ray, the scheduler actor, and (for up) the API server."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+import ray
+import typer
+
+from cluster import connection
+from conductor import queue, scheduler, units
+from conductor.config import Settings
+from conductor.db.session import make_engine, migrate
+
+#: How often the foreground process checks that the scheduler actor is alive and started.
+SUPERVISE_INTERVAL_S = 2.0
+_RULE = "=" * 60
+
+
+def prepare(settings: Settings) -> tuple[connection.RayConnection, Any, dict]:
+    """Migrate the schema, connect to Ray, get-or-create and start the scheduler actor."""
+    migrate(make_engine(settings.effective_database_url))
+    ray_connection = connection.connect(settings)
+    handle = scheduler.get_or_create(settings)
+    return ray_connection, handle, scheduler.start(handle)
+
+
+def banner(settings: Settings, ray_connection: connection.RayConnection, info: dict, role: str) -> str:
+    """The start-up banner, like the old worker's."""
+    local = next((n for n in info["nodes"] if n["ray_node_id"] == ray_connection.node_id), None)
+    cpus = local["total_cpus"] if local else sum(n["total_cpus"] for n in info["nodes"])
+    memory = local["total_memory_mb"] if local else sum(n["total_memory_mb"] for n in info["nodes"])
+    lines = [
+        _RULE,
+        f"conductor {role}",
+        f"Node name:           {local['name'] if local else settings.node_name}",
+        f"Total CPUs:          {cpus}",
+        f"Total memory:        {units.format_memory_mb(memory)}",
+        f"Worker concurrency:  {info['worker_concurrency']}",
+        f"Cluster nodes:       {len(info['nodes'])}",
+        f"Database:            {_redact(settings.effective_database_url)}",
+        f"Queue:               {queue.describe(settings)}",
+        f"Ray:                 {ray_connection.address} ({'started here' if ray_connection.started_here else 'attached'})",
+        f"Ray dashboard:       {ray_connection.dashboard_url or 'not available'}",
+        "-" * 60,
+        f"Scheduler actor {scheduler.ACTOR_NAME} is running (namespace {settings.ray_namespace}); "
+        f"{info['pending']} pending, {info['running']} running",
+    ]
+    if role == "up":
+        lines.append(f"REST API:            http://{settings.api_host}:{settings.api_port}  (docs at /docs)")
+    lines.append(_RULE)
+    return "\n".join(lines)
+
+
+def _redact(url: str) -> str:
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+class Supervisor(threading.Thread):
+    """Keeps the scheduler started: after Ray restarts the actor, ``start`` reconciles again."""
+
+    def __init__(self, handle: Any, stop: threading.Event) -> None:
+        super().__init__(name="conductor-supervisor", daemon=True)
+        self._handle, self._stop = handle, stop
+
+    def run(self) -> None:
+        while not self._stop.wait(SUPERVISE_INTERVAL_S):
+            try:
+                scheduler.start(self._handle, timeout_s=30)
+            except Exception as exc:  # keep supervising; Ray reports the actor's own failure
+                logging.getLogger(__name__).warning("scheduler actor not answering: %s", exc)
+
+
+def shutdown(settings: Settings, ray_connection: connection.RayConnection, handle: Any) -> None:
+    """Stop scheduling: running jobs are requeued, the actor removed, a Ray started here stopped."""
+    typer.echo("Stopping: requeueing running jobs ...", err=True)
+    try:
+        ray.get(handle.stop.remote(), timeout=settings.kill_wait_s + 30)
+        ray.kill(handle, no_restart=True)
+    except Exception as exc:  # shutting down anyway
+        typer.echo(f"scheduler did not stop cleanly: {exc}", err=True)
+    connection.disconnect(settings, ray_connection)
+
+
+def run_worker(settings: Settings) -> None:
+    """Run the scheduler until interrupted (or, with WORKER_BURST, until the queue is drained)."""
+    ray_connection, handle, info = prepare(settings)
+    typer.echo(banner(settings, ray_connection, info, "worker"))
+    stop = _stop_on_signals()
+    Supervisor(handle, stop).start()
+    try:
+        if settings.worker_burst:
+            _wait_idle(handle, stop)
+            typer.echo("Queue drained and nothing running: exiting (WORKER_BURST=true).")
+        else:
+            stop.wait()
+    finally:
+        stop.set()
+        shutdown(settings, ray_connection, handle)
+
+
+def _wait_idle(handle: Any, stop: threading.Event) -> None:
+    ref = handle.wait_idle.remote()
+    while not stop.is_set():
+        ready, _ = ray.wait([ref], timeout=0.5)
+        if ready:
+            ray.get(ref)
+            return
+
+
+def run_up(settings: Settings) -> None:
+    """Scheduler plus REST API in one process (the embedded default: SQLite, local Ray)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    ray_connection, handle, info = prepare(settings)
+    typer.echo(banner(settings, ray_connection, info, "up"))
+    stop = threading.Event()
+    Supervisor(handle, stop).start()
+    try:
+        uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
+                    log_level=settings.log_level.lower())
+    finally:
+        stop.set()
+        shutdown(settings, ray_connection, handle)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop

@@ -1,0 +1,1 @@
+"""Ray cluster plumbing: connecting to (or starting) Ray, and discovering its nodes.  No job logic."""

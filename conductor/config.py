@@ -1,0 +1,213 @@
+"""Settings: read once at each entry point from app.properties and the environment.
+
+The file format is the seed's: ``KEY=VALUE`` lines, ``#`` comment lines, and a
+comment after a value when ``#`` follows white space
+(``WORKER_CONCURRENCY=4  # 4 workers`` reads as ``4``).  Environment variables
+override the file: ``CONDUCTOR_<KEY>`` first, then the plain ``<KEY>``.
+
+Every bad value stops start-up with one :class:`ConfigError` naming the key, the
+value and where it came from (``app.properties:12``).  Nothing here runs at import.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from conductor import units
+from conductor.exceptions import ConfigError
+
+#: Where ``load_settings`` looks when no ``--config`` is given.
+DEFAULT_CONFIG_FILE = "app.properties"
+#: Environment variable that names the configuration file.
+CONFIG_FILE_ENV = "CONDUCTOR_CONFIG"
+ENV_PREFIX = "CONDUCTOR_"
+
+_INLINE_COMMENT = re.compile(r"\s+#.*$")
+
+
+@dataclass(frozen=True)
+class RawValue:
+    """A value as written, with where it was written (for error messages)."""
+
+    text: str
+    origin: str
+
+
+class Settings(BaseModel):
+    """Validated configuration; immutable and picklable (it travels to Ray actors)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    worker_concurrency: int = Field(4, ge=1, le=100_000)
+    worker_burst: bool = False
+    total_cpus: int | None = Field(None, ge=1)
+    total_memory_mb: int | None = Field(None, ge=1)
+    default_mem_per_cpu_mb: int = Field(0, ge=0)
+    node_name: str = Field(default_factory=socket.gethostname, min_length=1)
+    state_dir: Path = Field(default_factory=lambda: _default_state_dir())
+    database_url: str = ""
+    redis_url: str = ""
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    api_url: str = ""
+    ray_address: str = ""
+    ray_namespace: str = Field("conductor", min_length=1)
+    ray_dashboard_host: str = "127.0.0.1"
+    ray_dashboard_port: int = Field(8265, ge=1, le=65535)
+    job_output_dir: Path | None = None
+    kill_wait_s: float = Field(30.0, ge=0)
+    max_script_bytes: int = Field(1024 * 1024, ge=1)
+    log_level: str = "INFO"
+
+    @field_validator("state_dir", "job_output_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().resolve()
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return level
+
+    @property
+    def effective_database_url(self) -> str:
+        """DATABASE_URL, or the embedded SQLite file in the state directory."""
+        return self.database_url or f"sqlite:///{self.state_dir / 'conductor.db'}"
+
+    @property
+    def effective_api_url(self) -> str:
+        """Where clients reach the REST API."""
+        if self.api_url:
+            return self.api_url.rstrip("/")
+        host = "127.0.0.1" if self.api_host in ("0.0.0.0", "::") else self.api_host
+        return f"http://{host}:{self.api_port}"
+
+    @property
+    def uses_redis(self) -> bool:
+        return bool(self.redis_url)
+
+
+def _default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(base) / "conductor"
+
+
+# Keys whose file text is converted before validation (units in the file, *_mb in code).
+_CONVERTERS = {
+    "TOTAL_MEMORY": ("total_memory_mb", units.parse_memory_mb),
+    "DEFAULT_MEM_PER_CPU": ("default_mem_per_cpu_mb", units.parse_memory_mb),
+}
+
+
+def parse_properties(text: str, *, source: str) -> dict[str, RawValue]:
+    """Parse ``KEY=VALUE`` text; raise ConfigError on a line that is neither that nor a comment."""
+    values: dict[str, RawValue] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        key, sep, value = stripped.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{source}:{number}: expected KEY=VALUE, got {stripped!r}")
+        value = _INLINE_COMMENT.sub("", value).strip()
+        values[key.strip().upper()] = RawValue(_unquote(value), f"{source}:{number}")
+    return values
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        return value[1:-1]
+    return value
+
+
+def _field_names() -> set[str]:
+    return set(Settings.model_fields)
+
+
+def _key_to_field(key: str) -> str | None:
+    if key in _CONVERTERS:
+        return _CONVERTERS[key][0]
+    name = key.lower()
+    return name if name in _field_names() else None
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build Settings from the file (``path``, $CONDUCTOR_CONFIG or ./app.properties) and environment."""
+    environ = os.environ if environ is None else environ
+    raw = _read_file(path, environ)
+    raw.update(_read_environment(environ))
+    return _validate(raw)
+
+
+def _read_file(path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> dict[str, RawValue]:
+    explicit = path is not None or CONFIG_FILE_ENV in environ
+    chosen = Path(path or environ.get(CONFIG_FILE_ENV) or DEFAULT_CONFIG_FILE)
+    if not chosen.is_file():
+        if explicit:
+            raise ConfigError(f"configuration file {chosen} does not exist")
+        return {}
+    raw = parse_properties(chosen.read_text(encoding="utf-8"), source=str(chosen))
+    for key, value in raw.items():
+        if _key_to_field(key) is None:
+            raise ConfigError(f"{value.origin}: unknown key {key}")
+    return raw
+
+
+def _read_environment(environ: Mapping[str, str]) -> dict[str, RawValue]:
+    found: dict[str, RawValue] = {}
+    keys = set(_CONVERTERS) | {name.upper() for name in _field_names()}
+    for key in keys:
+        for name in (ENV_PREFIX + key, key):
+            if name in environ:
+                found[key] = RawValue(environ[name].strip(), f"environment variable {name}")
+                break
+    return found
+
+
+def _validate(raw: dict[str, RawValue]) -> Settings:
+    data: dict[str, object] = {}
+    origin_of: dict[str, tuple[str, RawValue]] = {}
+    for key, value in raw.items():
+        field = _key_to_field(key)
+        if field is None:
+            continue
+        origin_of[field] = (key, value)
+        if value.text == "":  # an empty value means the documented default
+            data.pop(field, None)
+            continue
+        data[field] = _convert(key, value)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        key, value = origin_of.get(field, (field.upper(), RawValue("?", "defaults")))
+        raise ConfigError(f"{value.origin}: {key}={value.text!r} is invalid: {_reason(error)}") from None
+
+
+def _convert(key: str, value: RawValue) -> object:
+    if key not in _CONVERTERS:
+        return value.text
+    try:
+        return _CONVERTERS[key][1](value.text)
+    except ValueError as exc:
+        raise ConfigError(f"{value.origin}: {key}={value.text!r} is invalid: {exc}") from None
+
+
+def _reason(error: Mapping[str, object]) -> str:
+    message = str(error.get("msg", "invalid value"))
+    return message.removeprefix("Value error, ")

@@ -1,0 +1,1 @@
+"""Database layer: tables (models), engine and migrations (session), conditional transitions (repository)."""

@@ -1,0 +1,103 @@
+"""SQLAlchemy tables: the only mapped classes.  The schema itself is owned by Alembic."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class JobRow(Base):
+    """One batch job: what was asked, where it is, how it ended."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255))
+    account: Mapped[str] = mapped_column(String(255), default="")
+    partition: Mapped[str] = mapped_column(String(255))
+    user: Mapped[str] = mapped_column(String(255))
+    script: Mapped[str] = mapped_column(Text)
+    argv: Mapped[list] = mapped_column(JSON, default=list)
+    working_dir: Mapped[str] = mapped_column(Text)
+    environment: Mapped[dict] = mapped_column(JSON, default=dict)
+    cpus_per_task: Mapped[int] = mapped_column(Integer)
+    ntasks_per_node: Mapped[int] = mapped_column(Integer)
+    memory_per_node_mb: Mapped[int] = mapped_column(BigInteger)
+    time_limit_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    priority: Mapped[int] = mapped_column(BigInteger, default=0)
+    nice: Mapped[int] = mapped_column(Integer, default=0)
+    requeue: Mapped[bool] = mapped_column(Boolean, default=True)
+    restart_count: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text, default="None")
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    signal: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    submit_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    start_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    node_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    stdout_pattern: Mapped[str | None] = mapped_column(Text, nullable=True)
+    stderr_pattern: Mapped[str | None] = mapped_column(Text, nullable=True)
+    stdout_path: Mapped[str] = mapped_column(Text, default="")
+    stderr_path: Mapped[str] = mapped_column(Text, default="")
+    cpu_time_user_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cpu_time_system_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_rss_kb: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+    __table_args__ = (Index("ix_jobs_state", "state"),)
+
+
+class AllocationRow(Base):
+    """Resources a job holds on a node; unreleased rows mirror Ray's accounting (invariant 3)."""
+
+    __tablename__ = "resource_allocations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(Integer, ForeignKey("jobs.id", ondelete="CASCADE"))
+    node_name: Mapped[str] = mapped_column(String(255))
+    ray_node_id: Mapped[str] = mapped_column(String(64))
+    allocated_cpus: Mapped[int] = mapped_column(Integer)
+    allocated_memory_mb: Mapped[int] = mapped_column(BigInteger)
+    released: Mapped[bool] = mapped_column(Boolean, default=False)
+    allocated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (
+        Index("ix_resource_allocations_job_id", "job_id"),
+        Index("ix_resource_allocations_released", "released"),
+    )
+
+
+class QueueEntryRow(Base):
+    """The embedded queue (no REDIS_URL): an entry lives until the scheduler acknowledges it."""
+
+    __tablename__ = "queue_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(Integer)
+    #: Handed to the scheduler and not yet acknowledged (a stream's pending entry).
+    delivered: Mapped[bool] = mapped_column(Boolean, default=False)
+    enqueued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_queue_entries_delivered", "delivered"),)
+
+
+class NodeRow(Base):
+    """A Ray node as the scheduler last saw it; lets the API check requests without Ray."""
+
+    __tablename__ = "nodes"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    ray_node_id: Mapped[str] = mapped_column(String(64))
+    total_cpus: Mapped[int] = mapped_column(Integer)
+    total_memory_mb: Mapped[int] = mapped_column(BigInteger)
+    total_gpus: Mapped[int] = mapped_column(Integer, default=0)
+    labels: Mapped[dict] = mapped_column(JSON, default=dict)
+    alive: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,295 @@
+"""JobRepository: every read and write of jobs, allocations and nodes.
+
+State changes are conditional UPDATEs (``WHERE id = :id AND state = :expected``) that
+report whether they matched, so a job id delivered twice starts once (invariant 2).
+Driver errors become conductor's own exceptions here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Iterable, Iterator, Sequence
+
+from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
+
+from conductor import jobs
+from conductor.db.models import AllocationRow, JobRow, NodeRow
+from conductor.db.session import make_sessionmaker
+from conductor.exceptions import DatabaseUnavailable, JobNotFound
+
+
+@contextlib.contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn a lost or refused database connection into DatabaseUnavailable."""
+    try:
+        yield
+    except OperationalError as exc:
+        raise DatabaseUnavailable(_first_line(exc)) from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise DatabaseUnavailable(_first_line(exc)) from exc
+        raise
+
+
+def _first_line(exc: DBAPIError) -> str:
+    text = str(exc.orig if exc.orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything conductor stores is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Start:
+    """The scheduler's decision to run one job on one node."""
+
+    job_id: int
+    node_name: str
+    ray_node_id: str
+    cpus: int
+    memory_mb: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended, as the scheduler records it."""
+
+    state: jobs.JobState
+    reason: str
+    exit_code: int | None = None
+    signal: int | None = None
+    cpu_time_user_s: float | None = None
+    cpu_time_system_s: float | None = None
+    max_rss_kb: int | None = None
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """A node's capacity as stored for the API (the scheduler owns live accounting)."""
+
+    name: str
+    ray_node_id: str
+    total_cpus: int
+    total_memory_mb: int
+    total_gpus: int
+    labels: dict
+    alive: bool
+
+
+class JobRepository:
+    """Reads and conditional writes over one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._sessions = make_sessionmaker(engine)
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[Session]:
+        with translate_errors(), self._sessions.begin() as session:
+            yield session
+
+    # -- submit and read ----------------------------------------------------------------
+
+    def add_job(self, spec: jobs.JobSpec, *, default_output_dir: str | None = None) -> jobs.Job:
+        """Insert a PENDING job and commit; returns it with its id and output paths."""
+        with self._session() as session:
+            row = _row_from_spec(spec)
+            session.add(row)
+            session.flush()
+            row.stdout_path, row.stderr_path = _output_paths(row, default_output_dir)
+            session.flush()
+            return _job_from_row(row)
+
+    def delete_pending(self, job_id: int) -> bool:
+        """Remove a job that never left PENDING (its enqueue failed); reports whether it matched."""
+        with self._session() as session:
+            return bool(session.execute(
+                delete(JobRow).where(JobRow.id == job_id, JobRow.state == jobs.JobState.PENDING.value)).rowcount)
+
+    def get(self, job_id: int) -> jobs.Job:
+        with self._session() as session:
+            row = session.get(JobRow, job_id)
+            if row is None:
+                raise JobNotFound(job_id)
+            return _job_from_row(row)
+
+    def get_many(self, job_ids: Iterable[int]) -> list[jobs.Job]:
+        ids = list(set(job_ids))
+        if not ids:
+            return []
+        with self._session() as session:
+            rows = session.scalars(select(JobRow).where(JobRow.id.in_(ids))).all()
+            return [_job_from_row(row) for row in rows]
+
+    def ids_in_state(self, state: jobs.JobState) -> list[int]:
+        with self._session() as session:
+            return list(session.scalars(select(JobRow.id).where(JobRow.state == state.value).order_by(JobRow.id)))
+
+    # -- scheduler transitions ----------------------------------------------------------
+
+    def start_jobs(self, starts: Sequence[Start]) -> set[int]:
+        """PENDING -> RUNNING plus an allocation row, for each start, in one transaction.
+
+        Returns the ids that were still PENDING (and so were started).
+        """
+        started: set[int] = set()
+        now = utcnow()
+        with self._session() as session:
+            for start in starts:
+                matched = session.execute(
+                    update(JobRow)
+                    .where(JobRow.id == start.job_id, JobRow.state == jobs.JobState.PENDING.value)
+                    .values(state=jobs.JobState.RUNNING.value, reason=jobs.Reason.NONE, start_time=now,
+                            end_time=None, node_name=start.node_name)
+                ).rowcount
+                if matched:
+                    session.add(AllocationRow(
+                        job_id=start.job_id, node_name=start.node_name, ray_node_id=start.ray_node_id,
+                        allocated_cpus=start.cpus, allocated_memory_mb=start.memory_mb,
+                        released=False, allocated_at=now))
+                    started.add(start.job_id)
+        return started
+
+    def finish_job(self, job_id: int, outcome: Outcome) -> bool:
+        """RUNNING -> a final state, end time, allocation released: one transaction."""
+        now = utcnow()
+        with self._session() as session:
+            matched = session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.state == jobs.JobState.RUNNING.value)
+                .values(state=outcome.state.value, reason=outcome.reason, exit_code=outcome.exit_code,
+                        signal=outcome.signal, end_time=now, cpu_time_user_s=outcome.cpu_time_user_s,
+                        cpu_time_system_s=outcome.cpu_time_system_s, max_rss_kb=outcome.max_rss_kb)
+            ).rowcount
+            _release(session, job_id, now)
+            return bool(matched)
+
+    def requeue_running(self, job_id: int, reason: str) -> bool:
+        """RUNNING -> PENDING (restart count + 1), allocation released: one transaction."""
+        now = utcnow()
+        with self._session() as session:
+            matched = session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.state == jobs.JobState.RUNNING.value)
+                .values(state=jobs.JobState.PENDING.value, reason=reason, start_time=None, node_name=None,
+                        restart_count=JobRow.restart_count + 1)
+            ).rowcount
+            _release(session, job_id, now)
+            return bool(matched)
+
+    def set_pending_reasons(self, reasons: dict[str, Sequence[int]]) -> None:
+        """Record why pending jobs wait: one UPDATE per reason."""
+        if not any(reasons.values()):
+            return
+        with self._session() as session:
+            for reason, ids in reasons.items():
+                if ids:
+                    session.execute(
+                        update(JobRow)
+                        .where(JobRow.id.in_(list(ids)), JobRow.state == jobs.JobState.PENDING.value)
+                        .values(reason=reason))
+
+    # -- allocations and nodes ----------------------------------------------------------
+
+    def unreleased_by_node(self) -> dict[str, tuple[int, int]]:
+        """ray_node_id -> (CPUs, memory MB) held by unreleased allocation rows."""
+        with self._session() as session:
+            rows = session.execute(
+                select(AllocationRow.ray_node_id, func.sum(AllocationRow.allocated_cpus),
+                       func.sum(AllocationRow.allocated_memory_mb))
+                .where(AllocationRow.released.is_(False))
+                .group_by(AllocationRow.ray_node_id)).all()
+            return {node: (int(cpus or 0), int(mem or 0)) for node, cpus, mem in rows}
+
+    def release_orphaned_allocations(self) -> int:
+        """Release allocation rows whose job is no longer RUNNING (repair after a crash)."""
+        now = utcnow()
+        with self._session() as session:
+            running = select(JobRow.id).where(JobRow.state == jobs.JobState.RUNNING.value)
+            return session.execute(
+                update(AllocationRow)
+                .where(AllocationRow.released.is_(False), AllocationRow.job_id.not_in(running))
+                .values(released=True, released_at=now)).rowcount
+
+    def replace_nodes(self, nodes: Sequence[NodeInfo]) -> None:
+        """Record the live node set: listed nodes alive, all others not."""
+        now = utcnow()
+        with self._session() as session:
+            session.execute(update(NodeRow).values(alive=False, updated_at=now))
+            for node in nodes:
+                session.merge(NodeRow(name=node.name, ray_node_id=node.ray_node_id, total_cpus=node.total_cpus,
+                                      total_memory_mb=node.total_memory_mb, total_gpus=node.total_gpus,
+                                      labels=node.labels, alive=node.alive, updated_at=now))
+
+    def nodes(self, *, alive_only: bool = True) -> list[NodeInfo]:
+        with self._session() as session:
+            query = select(NodeRow).order_by(NodeRow.name)
+            if alive_only:
+                query = query.where(NodeRow.alive.is_(True))
+            return [NodeInfo(row.name, row.ray_node_id, row.total_cpus, row.total_memory_mb, row.total_gpus,
+                             dict(row.labels or {}), row.alive) for row in session.scalars(query)]
+
+    def ping(self) -> None:
+        """Raise DatabaseUnavailable unless a trivial query succeeds."""
+        with self._session() as session:
+            session.execute(select(1))
+
+
+def _release(session: Session, job_id: int, now: datetime) -> None:
+    session.execute(
+        update(AllocationRow)
+        .where(AllocationRow.job_id == job_id, AllocationRow.released.is_(False))
+        .values(released=True, released_at=now))
+
+
+def _row_from_spec(spec: jobs.JobSpec) -> JobRow:
+    return JobRow(
+        name=spec.name, account=spec.account, partition=spec.partition, user=spec.user, script=spec.script,
+        argv=list(spec.argv), working_dir=spec.working_dir, environment=dict(spec.environment),
+        cpus_per_task=spec.cpus_per_task, ntasks_per_node=spec.ntasks_per_node,
+        memory_per_node_mb=spec.memory_per_node_mb, time_limit_s=spec.time_limit_s, priority=spec.priority,
+        nice=spec.nice, requeue=spec.requeue, restart_count=0, state=jobs.JobState.PENDING.value,
+        reason=jobs.Reason.NONE, submit_time=utcnow(), stdout_pattern=spec.stdout_pattern,
+        stderr_pattern=spec.stderr_pattern, stdout_path="", stderr_path="")
+
+
+def _output_paths(row: JobRow, default_dir: str | None) -> tuple[str, str]:
+    """Expand -o/-e patterns once the id is known; relative paths are under the working directory."""
+    default = jobs.DEFAULT_OUTPUT_PATTERN
+    if default_dir:
+        default = f"{default_dir.rstrip('/')}/{default}"
+    out_pattern = row.stdout_pattern or default
+    err_pattern = row.stderr_pattern or out_pattern
+
+    def expand(pattern: str) -> str:
+        path = jobs.expand_output_pattern(pattern, job_id=row.id, name=row.name, user=row.user)
+        return path if path.startswith("/") else f"{row.working_dir.rstrip('/')}/{path}"
+
+    return expand(out_pattern), expand(err_pattern)
+
+
+def _job_from_row(row: JobRow) -> jobs.Job:
+    spec = jobs.JobSpec(
+        script=row.script, name=row.name, account=row.account, partition=row.partition, user=row.user,
+        argv=tuple(row.argv or ()), working_dir=row.working_dir, environment=dict(row.environment or {}),
+        cpus_per_task=row.cpus_per_task, ntasks_per_node=row.ntasks_per_node,
+        memory_per_node_mb=row.memory_per_node_mb, time_limit_s=row.time_limit_s, priority=row.priority,
+        nice=row.nice, requeue=row.requeue, stdout_pattern=row.stdout_pattern, stderr_pattern=row.stderr_pattern)
+    return jobs.Job(
+        id=row.id, spec=spec, state=jobs.JobState(row.state), reason=row.reason,
+        submit_time=_aware(row.submit_time), start_time=_aware(row.start_time), end_time=_aware(row.end_time),
+        exit_code=row.exit_code, signal=row.signal, node_name=row.node_name, stdout_path=row.stdout_path,
+        stderr_path=row.stderr_path, restart_count=row.restart_count, cpu_time_user_s=row.cpu_time_user_s,
+        cpu_time_system_s=row.cpu_time_system_s, max_rss_kb=row.max_rss_kb)

@@ -1,0 +1,194 @@
+"""The job domain: states, reasons, the request (JobSpec), the stored view (Job).  No I/O."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+
+class JobState(str, Enum):
+    """Slurm's base job states."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMEOUT = "TIMEOUT"
+    OUT_OF_MEMORY = "OUT_OF_MEMORY"
+    NODE_FAIL = "NODE_FAIL"
+
+    def is_terminal(self) -> bool:
+        return self not in (JobState.PENDING, JobState.RUNNING)
+
+    @property
+    def short(self) -> str:
+        """squeue's compact code (PD, R, CD, F, CA, TO, OOM, NF)."""
+        return _SHORT_CODES[self]
+
+
+_SHORT_CODES = {
+    JobState.PENDING: "PD",
+    JobState.RUNNING: "R",
+    JobState.COMPLETED: "CD",
+    JobState.FAILED: "F",
+    JobState.CANCELLED: "CA",
+    JobState.TIMEOUT: "TO",
+    JobState.OUT_OF_MEMORY: "OOM",
+    JobState.NODE_FAIL: "NF",
+}
+
+TERMINAL_STATES = frozenset(state for state in JobState if state.is_terminal())
+
+
+class Reason:
+    """Slurm's reason codes for pending and ended jobs (the ones conductor sets)."""
+
+    NONE = "None"
+    RESOURCES = "Resources"  #: waits for CPUs, memory or a worker slot
+    PRIORITY = "Priority"  #: a higher-priority job of its partition waits first
+    PARTITION_CONFIG = "PartitionConfig"  #: no live node is big enough
+    NON_ZERO_EXIT = "NonZeroExitCode"  #: also for a script killed by a signal (exit code 0:N)
+    LAUNCH_FAILED = "JobLaunchFailure"
+    SYSTEM_FAILURE = "SystemFailure"
+    NODE_DOWN = "NodeDown"
+    TIME_LIMIT = "TimeLimit"
+    OUT_OF_MEMORY = "OutOfMemory"
+    REQUEUED = "Requeued"
+
+
+#: Job name Slurm gives a script read from stdin.
+DEFAULT_JOB_NAME = "sbatch"
+DEFAULT_PARTITION = "default"
+DEFAULT_OUTPUT_PATTERN = "conductor-%j.out"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a user asks for.  Built by the service from API/CLI input, validated there."""
+
+    script: str
+    name: str = DEFAULT_JOB_NAME
+    account: str = ""
+    partition: str = DEFAULT_PARTITION
+    user: str = ""
+    argv: tuple[str, ...] = ()
+    working_dir: str = "/"
+    environment: dict[str, str] = field(default_factory=dict)
+    cpus_per_task: int = 1
+    ntasks_per_node: int = 1
+    memory_per_node_mb: int = 0
+    time_limit_s: int | None = None
+    priority: int = 0
+    nice: int = 0
+    requeue: bool = True
+    stdout_pattern: str | None = None
+    stderr_pattern: str | None = None
+
+    @property
+    def total_cpus(self) -> int:
+        """CPUs the job takes on its node: cpus_per_task x ntasks_per_node."""
+        return self.cpus_per_task * self.ntasks_per_node
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """Resources held by a running job on one node (a resource_allocations row)."""
+
+    job_id: int
+    node_name: str
+    ray_node_id: str
+    allocated_cpus: int
+    allocated_memory_mb: int
+
+
+@dataclass(frozen=True)
+class Job:
+    """A stored job as the service and the scheduler see it."""
+
+    id: int
+    spec: JobSpec
+    state: JobState
+    reason: str
+    submit_time: datetime
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    node_name: str | None = None
+    stdout_path: str = ""
+    stderr_path: str = ""
+    restart_count: int = 0
+    cpu_time_user_s: float | None = None
+    cpu_time_system_s: float | None = None
+    max_rss_kb: int | None = None
+
+    @property
+    def exit_code_text(self) -> str:
+        """Slurm's ``exit:signal`` form, e.g. ``0:0``, ``3:0``, ``0:9``."""
+        return f"{self.exit_code or 0}:{self.signal or 0}"
+
+
+_PATTERN = re.compile(r"%(\d*)([%AajxuNn])")
+
+
+def expand_output_pattern(
+    pattern: str,
+    *,
+    job_id: int,
+    name: str,
+    user: str,
+    node: str = "",
+    array_job_id: int | None = None,
+    array_task_id: int | None = None,
+) -> str:
+    """Expand sbatch's filename pattern (%j %x %u %A %a %N %n %%, with %4j zero padding)."""
+    values = {
+        "j": str(job_id),
+        "x": name,
+        "u": user,
+        "N": node,
+        "n": "0",
+        "A": str(array_job_id if array_job_id is not None else job_id),
+        "a": str(array_task_id) if array_task_id is not None else "4294967294",
+    }
+
+    def replace(match: re.Match[str]) -> str:
+        width, code = match.group(1), match.group(2)
+        if code == "%":
+            return "%"
+        value = values[code]
+        return value.zfill(int(width)) if width and value.isdigit() else value
+
+    return _PATTERN.sub(replace, pattern)
+
+
+def job_environment(job: Job, *, node_name: str) -> dict[str, str]:
+    """The job's own environment plus CONDUCTOR_* and Slurm's SLURM_* variables."""
+    spec = job.spec
+    values = {
+        "JOB_ID": str(job.id),
+        "JOB_NAME": spec.name,
+        "JOB_USER": spec.user,
+        "JOB_ACCOUNT": spec.account,
+        "JOB_PARTITION": spec.partition,
+        "JOB_NODELIST": node_name,
+        "JOB_NUM_NODES": "1",
+        "NNODES": "1",
+        "CPUS_PER_TASK": str(spec.cpus_per_task),
+        "NTASKS_PER_NODE": str(spec.ntasks_per_node),
+        "NTASKS": str(spec.ntasks_per_node),
+        "CPUS_ON_NODE": str(spec.total_cpus),
+        "MEM_PER_NODE": str(spec.memory_per_node_mb),
+        "SUBMIT_DIR": spec.working_dir,
+        "RESTART_COUNT": str(job.restart_count),
+    }
+    env = dict(spec.environment)
+    for key, value in values.items():
+        env[f"CONDUCTOR_{key}"] = value
+        env[f"SLURM_{key}"] = value
+    env["SLURM_JOBID"] = str(job.id)
+    env["SLURMD_NODENAME"] = node_name
+    return env

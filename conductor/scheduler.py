@@ -1,0 +1,383 @@
+"""The scheduler: one detached, named Ray actor per cluster (``conductor-scheduler``).
+
+It consumes the queue, keeps pending jobs in (priority, submit time) order, and on
+every event (a delivery, a finished job, a node change) runs one pass of the policy.
+A job that fits is started in one transaction (RUNNING + allocation row) and then
+launched as a Ray task pinned to the chosen node, with ``num_cpus`` and ``memory`` equal
+to the allocation, so Ray's accounting and the allocation rows agree (invariant 3).
+When the task ends, one transaction records the final state and releases the
+allocation, and only then is the queue entry acknowledged.
+
+Everything runs on the actor's event loop; a pass never awaits, so passes do not
+interleave.  Nothing here polls: the queue read blocks, task results are awaited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from cluster import nodes as cluster_nodes
+from conductor import executor, jobs, policy, queue
+from conductor.config import Settings
+from conductor.db.repository import JobRepository, NodeInfo, Outcome, Start
+from conductor.db.session import make_engine
+from conductor.exceptions import ConductorError, ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+ACTOR_NAME = "conductor-scheduler"
+#: Most queue entries taken in one read.
+READ_BATCH = 1000
+#: How often the node list is compared with Ray's (nodes joining or leaving).
+NODE_REFRESH_S = 5.0
+#: Back-off bounds when the database or Redis is unavailable.
+RETRY_MIN_S, RETRY_MAX_S = 0.1, 5.0
+_MIB = 1024 * 1024
+
+
+@dataclass
+class _Pending:
+    job: jobs.Job
+    candidate: policy.Candidate
+    entry_ids: set[str] = field(default_factory=set)
+    reason: str = jobs.Reason.NONE
+
+
+@dataclass
+class _Running:
+    job: jobs.Job
+    start: Start
+    entry_ids: set[str]
+    ref: Any = None
+    requeue_on_end: bool = False
+
+
+def outcome_of(result: executor.RunResult) -> Outcome:
+    """Map how the process ended to a Slurm state and reason."""
+    usage = dict(cpu_time_user_s=result.cpu_time_user_s, cpu_time_system_s=result.cpu_time_system_s,
+                 max_rss_kb=result.max_rss_kb)
+    if result.launch_error:
+        return Outcome(jobs.JobState.FAILED, f"{jobs.Reason.LAUNCH_FAILED}: {result.launch_error}", exit_code=1)
+    if result.cancelled:
+        return Outcome(jobs.JobState.CANCELLED, jobs.Reason.NONE, exit_code=0, signal=15, **usage)
+    if result.timed_out:
+        return Outcome(jobs.JobState.TIMEOUT, jobs.Reason.TIME_LIMIT, exit_code=result.exit_code,
+                       signal=result.signal, **usage)
+    if result.signal or result.exit_code:
+        return Outcome(jobs.JobState.FAILED, jobs.Reason.NON_ZERO_EXIT, exit_code=result.exit_code,
+                       signal=result.signal, **usage)
+    return Outcome(jobs.JobState.COMPLETED, jobs.Reason.NONE, exit_code=0, **usage)
+
+
+def outcome_of_error(error: Exception) -> Outcome:
+    """Map a Ray-level failure of the job's task (not of the script) to a state and reason."""
+    if isinstance(error, ray.exceptions.TaskCancelledError):
+        return Outcome(jobs.JobState.CANCELLED, jobs.Reason.NONE, exit_code=0, signal=15)
+    if isinstance(error, ray.exceptions.NodeDiedError):
+        return Outcome(jobs.JobState.NODE_FAIL, f"{jobs.Reason.NODE_DOWN}: the node running the job died")
+    if isinstance(error, (ray.exceptions.WorkerCrashedError, ray.exceptions.ActorDiedError)):
+        return Outcome(jobs.JobState.FAILED, f"{jobs.Reason.SYSTEM_FAILURE}: the Ray worker running the job died")
+    first_line = (str(error).strip().splitlines() or [type(error).__name__])[-1][:500]
+    return Outcome(jobs.JobState.FAILED, f"{jobs.Reason.SYSTEM_FAILURE}: {first_line}")
+
+
+class Scheduler:
+    """The actor's body.  Use :func:`get_or_create` to obtain the cluster's one instance."""
+
+    def __init__(self, settings: Settings) -> None:
+        logging.basicConfig(level=settings.log_level)
+        self._settings = settings
+        self._started = False
+        self._pending: dict[int, _Pending] = {}
+        self._running: dict[int, _Running] = {}
+        self._nodes: dict[str, policy.NodeSlot] = {}
+        self._pass_scheduled = False
+        self._last_pass_started = False
+        self._queue_drained = False
+        self._idle = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._watchers: set[asyncio.Task] = set()
+
+    # -- actor methods -------------------------------------------------------------------
+
+    async def start(self) -> dict:
+        """Connect, reconcile and begin consuming.  Idempotent: later calls only describe."""
+        if not self._started:
+            self._started = True
+            engine = make_engine(self._settings.effective_database_url)
+            self._repo = JobRepository(engine)
+            self._local_node_id = ray.get_runtime_context().get_node_id()
+            self._consumer = queue.make_consumer(self._settings, engine, f"scheduler-{self._settings.node_name}")
+            self._run_job = ray.remote(executor.run_job)
+            self._refresh_nodes()
+            self._reconcile()
+            self._tasks = [asyncio.create_task(self._consume_loop()), asyncio.create_task(self._node_loop())]
+            self._request_pass()
+        return self.describe()
+
+    def describe(self) -> dict:
+        """A summary for banners and health checks."""
+        return {
+            "worker_concurrency": self._settings.worker_concurrency,
+            "nodes": [{"name": n.name, "ray_node_id": n.ray_node_id, "total_cpus": n.total_cpus,
+                       "total_memory_mb": n.total_memory_mb, "used_cpus": n.used_cpus,
+                       "used_memory_mb": n.used_memory_mb} for n in self._nodes.values()],
+            "pending": len(self._pending),
+            "running": len(self._running),
+            "queue": queue.describe(self._settings),
+        }
+
+    async def wait_idle(self) -> dict:
+        """Return once the queue is drained and no job runs or can start (WORKER_BURST)."""
+        while not self._is_idle():
+            self._idle.clear()
+            await self._idle.wait()
+        return self.describe()
+
+    async def stop(self) -> dict:
+        """Stop consuming; requeue running jobs (their processes are terminated first)."""
+        for task in self._tasks:
+            task.cancel()
+        for running in self._running.values():
+            running.requeue_on_end = True
+            ray.cancel(running.ref)
+        if self._watchers:
+            await asyncio.wait(self._watchers, timeout=self._settings.kill_wait_s + 10)
+        return self.describe()
+
+    # -- start-up ------------------------------------------------------------------------
+
+    def _reconcile(self) -> None:
+        """A fresh actor owns no task: RUNNING rows are orphans; PENDING rows are (re)loaded."""
+        for job in self._repo.get_many(self._repo.ids_in_state(jobs.JobState.RUNNING)):
+            reason = "scheduler restarted while the job ran"
+            if job.spec.requeue:
+                self._repo.requeue_running(job.id, f"{jobs.Reason.REQUEUED}: {reason}")
+            else:
+                self._repo.finish_job(job.id, Outcome(jobs.JobState.NODE_FAIL, f"{jobs.Reason.NODE_DOWN}: {reason}"))
+        released = self._repo.release_orphaned_allocations()
+        if released:
+            log.warning("released %d allocation rows of jobs that no longer run", released)
+        for job in self._repo.get_many(self._repo.ids_in_state(jobs.JobState.PENDING)):
+            self._add_pending(job, set())
+
+    # -- queue ---------------------------------------------------------------------------
+
+    async def _consume_loop(self) -> None:
+        delay = RETRY_MIN_S
+        while True:
+            try:
+                entries = await self._consumer.read(READ_BATCH, queue.DEFAULT_BLOCK_S)
+                await self._accept(entries)
+                delay = RETRY_MIN_S
+            except ServiceUnavailable as exc:
+                log.warning("queue read failed (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+                continue
+            self._queue_drained = not entries
+            self._wake_idle_waiters()
+
+    async def _accept(self, entries: list[queue.Entry]) -> None:
+        """Add delivered PENDING jobs; acknowledge entries of jobs that are not pending any more."""
+        by_job: dict[int, set[str]] = {}
+        for entry in entries:
+            by_job.setdefault(entry.job_id, set()).add(entry.entry_id)
+        unknown = [job_id for job_id in by_job if job_id not in self._pending and job_id not in self._running]
+        loaded = {job.id: job for job in self._repo.get_many(unknown)}
+        stale: list[str] = []
+        for job_id, entry_ids in by_job.items():
+            holder = self._pending.get(job_id) or self._running.get(job_id)
+            if holder is not None:
+                holder.entry_ids |= entry_ids
+            elif job_id in loaded and loaded[job_id].state is jobs.JobState.PENDING:
+                self._add_pending(loaded[job_id], entry_ids)
+            else:  # finished, or delivered twice: it runs once
+                stale.extend(entry_ids)
+        await self._consumer.ack(stale)
+        if by_job:
+            self._request_pass()
+
+    def _add_pending(self, job: jobs.Job, entry_ids: set[str]) -> None:
+        candidate = policy.Candidate(
+            job_id=job.id, partition=job.spec.partition, cpus=job.spec.total_cpus,
+            memory_mb=job.spec.memory_per_node_mb, priority=job.spec.priority,
+            submit_order=job.submit_time.timestamp())
+        self._pending[job.id] = _Pending(job, candidate, entry_ids, job.reason)
+
+    # -- the pass ------------------------------------------------------------------------
+
+    def _request_pass(self) -> None:
+        """Run one pass soon; events arriving together share it."""
+        if not self._pass_scheduled:
+            self._pass_scheduled = True
+            asyncio.get_running_loop().call_soon(self._run_pass)
+
+    def _run_pass(self) -> None:
+        self._pass_scheduled = False
+        try:
+            self._schedule()
+        except ServiceUnavailable as exc:
+            log.warning("scheduling pass failed (%s); retrying", exc)
+            asyncio.get_running_loop().call_later(RETRY_MAX_S / 5, self._request_pass)
+        except Exception:  # the loop must survive anything a pass meets; the job rows stay PENDING
+            log.exception("scheduling pass failed")
+            asyncio.get_running_loop().call_later(RETRY_MAX_S, self._request_pass)
+        self._wake_idle_waiters()
+
+    def _schedule(self) -> None:
+        candidates = sorted((p.candidate for p in self._pending.values()), key=policy.order_key)
+        slots = self._settings.worker_concurrency - len(self._running)
+        plan = policy.plan_pass(candidates, self._node_slots(), slots)
+        self._last_pass_started = bool(plan.starts)
+        if plan.starts:
+            self._start(plan.starts)
+        self._record_reasons(plan.reasons)
+
+    def _node_slots(self) -> list[policy.NodeSlot]:
+        slots = {node_id: policy.NodeSlot(n.ray_node_id, n.name, n.total_cpus, n.total_memory_mb, labels=n.labels)
+                 for node_id, n in self._nodes.items()}
+        for running in self._running.values():
+            slot = slots.get(running.start.ray_node_id)
+            if slot is not None:
+                slot.used_cpus += running.start.cpus
+                slot.used_memory_mb += running.start.memory_mb
+        return list(slots.values())
+
+    def _start(self, decisions: list[tuple[policy.Candidate, policy.NodeSlot]]) -> None:
+        starts = [Start(c.job_id, node.name, node.ray_node_id, c.cpus, c.memory_mb) for c, node in decisions]
+        started = self._repo.start_jobs(starts)
+        for start in starts:
+            pending = self._pending.pop(start.job_id)
+            if start.job_id in started:
+                self._launch(pending, start)
+            else:  # no longer PENDING in the database (cancelled meanwhile): forget it
+                self._spawn(self._consumer.ack(sorted(pending.entry_ids)))
+
+    def _launch(self, pending: _Pending, start: Start) -> None:
+        job = pending.job
+        request = executor.RunRequest(
+            job_id=job.id, script=job.spec.script, working_dir=job.spec.working_dir,
+            stdout_path=job.stdout_path, stderr_path=job.stderr_path,
+            environment=jobs.job_environment(job, node_name=start.node_name), argv=job.spec.argv,
+            time_limit_s=job.spec.time_limit_s, kill_wait_s=self._settings.kill_wait_s)
+        ref = self._run_job.options(
+            name=f"{job.id}:{job.spec.name}", num_cpus=start.cpus,
+            memory=start.memory_mb * _MIB if start.memory_mb else None, max_retries=0,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(start.ray_node_id, soft=False),
+        ).remote(request)
+        self._running[job.id] = _Running(job, start, pending.entry_ids, ref)
+        self._spawn(self._watch(job.id, ref))
+
+    def _record_reasons(self, reasons: dict[int, str]) -> None:
+        changed: dict[str, list[int]] = {}
+        for job_id, reason in reasons.items():
+            pending = self._pending.get(job_id)
+            if pending is not None and pending.reason != reason:
+                changed.setdefault(reason, []).append(job_id)
+        if changed:
+            self._repo.set_pending_reasons(changed)
+            for reason, ids in changed.items():
+                for job_id in ids:
+                    self._pending[job_id].reason = reason
+
+    # -- finishing -----------------------------------------------------------------------
+
+    async def _watch(self, job_id: int, ref: Any) -> None:
+        try:
+            outcome = outcome_of(await ref)
+        except Exception as error:  # a Ray-level failure is data on the job row
+            outcome = outcome_of_error(error)
+        await self._finish(job_id, outcome)
+
+    async def _finish(self, job_id: int, outcome: Outcome) -> None:
+        running = self._running[job_id]
+        requeue = running.requeue_on_end and running.job.spec.requeue
+        await self._retry(lambda: self._record_end(job_id, outcome, requeue))
+        del self._running[job_id]
+        if requeue:
+            self._add_pending(self._repo.get(job_id), running.entry_ids)
+        else:
+            await self._retry(lambda: self._consumer.ack(sorted(running.entry_ids)))
+        self._request_pass()
+
+    def _record_end(self, job_id: int, outcome: Outcome, requeue: bool) -> None:
+        if requeue:
+            self._repo.requeue_running(job_id, f"{jobs.Reason.REQUEUED}: scheduler stopped while the job ran")
+        else:
+            self._repo.finish_job(job_id, outcome)
+
+    async def _retry(self, action) -> None:  # noqa: ANN001 - a sync or async callable
+        """Run ``action`` until the database/queue accepts it, backing off meanwhile."""
+        delay = RETRY_MIN_S
+        while True:
+            try:
+                result = action()
+                if asyncio.iscoroutine(result):
+                    await result
+                return
+            except ServiceUnavailable as exc:
+                log.warning("%s; retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+
+    # -- nodes ---------------------------------------------------------------------------
+
+    async def _node_loop(self) -> None:
+        while True:
+            await asyncio.sleep(NODE_REFRESH_S)
+            try:
+                if self._refresh_nodes():
+                    self._request_pass()
+            except ConductorError as exc:
+                log.warning("node refresh failed: %s", exc)
+
+    def _refresh_nodes(self) -> bool:
+        """Compare Ray's alive nodes with ours; record and report a change."""
+        found = cluster_nodes.alive_nodes(local_node_id=self._local_node_id, local_name=self._settings.node_name)
+        if {n.ray_node_id: (n.name, n.total_cpus, n.total_memory_mb) for n in found} == {
+                k: (n.name, n.total_cpus, n.total_memory_mb) for k, n in self._nodes.items()}:
+            return False
+        self._nodes = {n.ray_node_id: policy.NodeSlot(n.ray_node_id, n.name, n.total_cpus, n.total_memory_mb,
+                                                      labels=n.labels) for n in found}
+        self._repo.replace_nodes([NodeInfo(n.name, n.ray_node_id, n.total_cpus, n.total_memory_mb, n.total_gpus,
+                                           n.labels, True) for n in found])
+        return True
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _spawn(self, coroutine) -> None:  # noqa: ANN001
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    def _is_idle(self) -> bool:
+        if not self._started or not self._queue_drained or self._running or self._pass_scheduled:
+            return False
+        return not self._pending or not self._last_pass_started
+
+    def _wake_idle_waiters(self) -> None:
+        if self._is_idle():
+            self._idle.set()
+
+
+def get_or_create(settings: Settings) -> Any:
+    """The cluster's scheduler actor, created on this node if it does not exist yet, and started."""
+    actor_class = ray.remote(Scheduler)
+    handle = actor_class.options(
+        name=ACTOR_NAME, namespace=settings.ray_namespace, lifetime="detached", get_if_exists=True,
+        num_cpus=0, max_restarts=-1, max_concurrency=1000,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False),
+    ).remote(settings)
+    return handle
+
+
+def start(handle: Any, *, timeout_s: float = 60.0) -> dict:
+    """Start (or re-start after a Ray restart of the actor) and describe the scheduler."""
+    return ray.get(handle.start.remote(), timeout=timeout_s)
