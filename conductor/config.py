@@ -51,7 +51,7 @@ class Settings(BaseModel):
     total_memory_mb: int | None = Field(None, ge=1)
     default_mem_per_cpu_mb: int = Field(0, ge=0)
     node_name: str = Field(default_factory=socket.gethostname, min_length=1)
-    state_dir: Path = Field(default_factory=lambda: _default_state_dir())
+    state_dir: Path = Field(default_factory=lambda: default_state_dir(os.environ))
     database_url: str = ""
     redis_url: str = ""
     api_host: str = "127.0.0.1"
@@ -97,9 +97,12 @@ class Settings(BaseModel):
         return bool(self.redis_url)
 
 
-def _default_state_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return Path(base) / "conductor"
+def default_state_dir(environ: Mapping[str, str]) -> Path:
+    """$XDG_STATE_HOME/conductor, else ~/.local/state/conductor (HOME taken from ``environ``)."""
+    if environ.get("XDG_STATE_HOME"):
+        return Path(environ["XDG_STATE_HOME"]) / "conductor"
+    home = environ.get("HOME") or os.path.expanduser("~")
+    return Path(home) / ".local" / "state" / "conductor"
 
 
 # Keys whose file text is converted before validation (units in the file, *_mb in code).
@@ -150,7 +153,7 @@ def load_settings(
     environ = os.environ if environ is None else environ
     raw = _read_file(path, environ)
     raw.update(_read_environment(environ))
-    return _validate(raw)
+    return _validate(raw, environ)
 
 
 def _read_file(path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> dict[str, RawValue]:
@@ -178,8 +181,8 @@ def _read_environment(environ: Mapping[str, str]) -> dict[str, RawValue]:
     return found
 
 
-def _validate(raw: dict[str, RawValue]) -> Settings:
-    data: dict[str, object] = {}
+def _validate(raw: dict[str, RawValue], environ: Mapping[str, str]) -> Settings:
+    data: dict[str, object] = {"state_dir": default_state_dir(environ)}
     origin_of: dict[str, tuple[str, RawValue]] = {}
     for key, value in raw.items():
         field = _key_to_field(key)

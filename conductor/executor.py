@@ -54,6 +54,16 @@ class RunResult:
     elapsed_s: float = 0.0
 
 
+def warm_up(hold_s: float) -> int:
+    """A no-op task that keeps a Ray worker busy for ``hold_s`` so several start at once.
+
+    The scheduler runs a few at start so the first jobs find warm worker processes
+    (starting one costs far more than a short job).
+    """
+    time.sleep(hold_s)
+    return os.getpid()
+
+
 def run_job(request: RunRequest) -> RunResult:
     """Run one job attempt to its end and report how it ended."""
     spool = tempfile.mkdtemp(prefix=f"conductor-job{request.job_id}-")

@@ -36,6 +36,8 @@ ACTOR_NAME = "conductor-scheduler"
 READ_BATCH = 1000
 #: How often the node list is compared with Ray's (nodes joining or leaving).
 NODE_REFRESH_S = 5.0
+#: Most Ray workers warmed up at start (each held this long so they start side by side).
+WARM_WORKERS_MAX, WARM_HOLD_S, WARM_TIMEOUT_S = 8, 0.5, 30.0
 #: Back-off bounds when the database or Redis is unavailable.
 RETRY_MIN_S, RETRY_MAX_S = 0.1, 5.0
 _MIB = 1024 * 1024
@@ -115,10 +117,12 @@ class Scheduler:
             self._local_node_id = ray.get_runtime_context().get_node_id()
             self._consumer = queue.make_consumer(self._settings, engine, f"scheduler-{self._settings.node_name}")
             self._run_job = ray.remote(executor.run_job)
+            warming = self._warm_up_workers()
             self._refresh_nodes()
             self._reconcile()
             self._tasks = [asyncio.create_task(self._consume_loop()), asyncio.create_task(self._node_loop())]
             self._request_pass()
+            await asyncio.wait([asyncio.ensure_future(ref) for ref in warming], timeout=WARM_TIMEOUT_S)
         return self.describe()
 
     def describe(self) -> dict:
@@ -166,6 +170,11 @@ class Scheduler:
             log.warning("released %d allocation rows of jobs that no longer run", released)
         for job in self._repo.get_many(self._repo.ids_in_state(jobs.JobState.PENDING)):
             self._add_pending(job, set())
+
+    def _warm_up_workers(self) -> list:
+        """Start worker processes before the first jobs need them (start() waits for them)."""
+        warm = ray.remote(executor.warm_up).options(num_cpus=0, max_retries=0, name="conductor-warm-up")
+        return [warm.remote(WARM_HOLD_S) for _ in range(min(self._settings.worker_concurrency, WARM_WORKERS_MAX))]
 
     # -- queue ---------------------------------------------------------------------------
 

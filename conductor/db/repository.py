@@ -213,6 +213,14 @@ class JobRepository:
                 .group_by(AllocationRow.ray_node_id)).all()
             return {node: (int(cpus or 0), int(mem or 0)) for node, cpus, mem in rows}
 
+    def unreleased_allocations(self) -> list[jobs.Allocation]:
+        """Every allocation still held, oldest first."""
+        with self._session() as session:
+            rows = session.scalars(select(AllocationRow).where(AllocationRow.released.is_(False))
+                                   .order_by(AllocationRow.id))
+            return [jobs.Allocation(r.job_id, r.node_name, r.ray_node_id, r.allocated_cpus, r.allocated_memory_mb)
+                    for r in rows]
+
     def release_orphaned_allocations(self) -> int:
         """Release allocation rows whose job is no longer RUNNING (repair after a crash)."""
         now = utcnow()

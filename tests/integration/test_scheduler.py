@@ -1,0 +1,234 @@
+"""The scheduler actor end to end on a real Ray: PostgreSQL + Redis, and SQLite + the embedded queue."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import ray
+
+from conductor import jobs
+from conductor.exceptions import InvalidJobSpec
+from conductor.service import JobService
+from tests.helpers import ray_used_by_node, spec, wait_for
+
+pytestmark = pytest.mark.ray
+
+#: How long Ray's reported per-node usage may trail a lease being granted or returned.
+RAY_VIEW_LAG_S = 0.5
+
+
+def _states(service: JobService, ids: list[int]) -> dict[int, jobs.JobState]:
+    return {job.id: job.state for job in service.repository.get_many(ids)}
+
+
+def _all_ended(service: JobService, ids: list[int]) -> bool:
+    return all(state.is_terminal() for state in _states(service, ids).values())
+
+
+def _submit_sleepers(service: JobService, count: int, sleep_s: float, tmp_path: Path, **fields) -> list[int]:
+    script = f"#!/bin/bash\necho \"Job $SLURM_JOB_NAME is running\"\nsleep {sleep_s}\n"
+    return [service.submit(spec(script, name=f"concurrent-job-{i}", working_dir=str(tmp_path), **fields)).id
+            for i in range(1, count + 1)]
+
+
+def _max_running_while(service: JobService, ids: list[int], timeout_s: float) -> int:
+    """Sample the database until every job ended; the most RUNNING seen at one sample."""
+    most = 0
+    deadline = time.monotonic() + timeout_s
+    while not _all_ended(service, ids):
+        assert time.monotonic() < deadline, "jobs did not finish in time"
+        most = max(most, sum(s is jobs.JobState.RUNNING for s in _states(service, ids).values()))
+        time.sleep(0.02)
+    return most
+
+
+def test_seed_scenario_four_jobs_run_at_once(settings_factory, backend, scheduler_factory, tmp_path) -> None:
+    """32-CPU node, WORKER_CONCURRENCY=4, four 4-CPU 8G jobs: all RUNNING together, batch ~ one job."""
+    settings = settings_factory(backend, worker_concurrency=4)
+    service = JobService.from_settings(settings)
+    scheduler_factory(settings)
+    ids = _submit_sleepers(service, 4, 3, tmp_path, cpus_per_task=4, memory_per_node_mb=8192,
+                           account="test", partition="compute-high-mem")
+    assert _max_running_while(service, ids, timeout_s=30) == 4
+    done = service.repository.get_many(ids)
+    assert {job.state for job in done} == {jobs.JobState.COMPLETED}
+    makespan_s = (max(j.end_time for j in done) - min(j.start_time for j in done)).total_seconds()
+    assert makespan_s < 3 * 1.8, f"the batch took {makespan_s:.1f} s; one job takes 3 s"
+    assert (tmp_path / f"conductor-{ids[0]}.out").read_text() == "Job concurrent-job-1 is running\n"
+
+
+def test_concurrency_one_runs_jobs_one_after_another(settings_factory, backend, scheduler_factory, tmp_path):
+    settings = settings_factory(backend, worker_concurrency=1)
+    service = JobService.from_settings(settings)
+    scheduler_factory(settings)
+    ids = _submit_sleepers(service, 4, 0.5, tmp_path, cpus_per_task=4, memory_per_node_mb=8192)
+    assert _max_running_while(service, ids, timeout_s=60) == 1
+    done = sorted(service.repository.get_many(ids), key=lambda j: j.start_time)
+    assert [j.id for j in done] == ids, "jobs of equal priority start in submit order"
+    for earlier, later in zip(done, done[1:]):
+        assert later.start_time >= earlier.end_time
+
+
+def test_job_waits_for_resources_then_starts(settings_factory, backend, scheduler_factory, tmp_path) -> None:
+    settings = settings_factory(backend, worker_concurrency=4)
+    service = JobService.from_settings(settings)
+    scheduler_factory(settings)
+    big = service.submit(spec("sleep 2", cpus_per_task=24, working_dir=str(tmp_path))).id
+    wait_for(lambda: service.get(big).state is jobs.JobState.RUNNING, 20)
+    waiting = service.submit(spec("true", cpus_per_task=16, working_dir=str(tmp_path))).id
+    wait_for(lambda: service.get(waiting).reason == jobs.Reason.RESOURCES, 10)
+    assert service.get(waiting).state is jobs.JobState.PENDING
+    wait_for(lambda: service.get(waiting).state is jobs.JobState.COMPLETED, 30)
+    assert service.get(waiting).start_time >= service.get(big).end_time
+
+
+def test_job_larger_than_any_node_is_refused_at_submit(settings_factory, backend, scheduler_factory) -> None:
+    settings = settings_factory(backend)
+    service = JobService.from_settings(settings)
+    scheduler_factory(settings)  # it records the live nodes the service checks against
+    with pytest.raises(InvalidJobSpec) as refused:
+        service.submit(spec("true", cpus_per_task=33))
+    assert refused.value.field == "cpus_per_task" and "largest node has 32" in refused.value.reason
+    with pytest.raises(InvalidJobSpec) as refused:
+        service.submit(spec("true", memory_per_node_mb=65 * 1024))
+    assert refused.value.field == "memory_per_node"
+    assert service.repository.ids_in_state(jobs.JobState.PENDING) == []
+
+
+def test_job_id_delivered_twice_runs_once(settings_factory, backend, scheduler_factory, tmp_path) -> None:
+    settings = settings_factory(backend)
+    service = JobService.from_settings(settings)
+    marker = tmp_path / "runs"
+    job = service.submit(spec(f"echo run >> {marker}\nsleep 0.5\n", working_dir=str(tmp_path)))
+    service.job_queue.push([job.id, job.id])  # the same id delivered three times
+    scheduler_factory(settings)
+    wait_for(lambda: service.get(job.id).state is jobs.JobState.COMPLETED, 30)
+    service.job_queue.push([job.id])  # and once more after it finished
+    wait_for(lambda: _queue_empty(settings), 10, message="every entry acknowledged")
+    assert marker.read_text() == "run\n"
+
+
+def _queue_empty(settings) -> bool:
+    if settings.uses_redis:
+        import redis
+
+        from conductor.queue import GROUP, stream_key
+
+        client = redis.Redis.from_url(settings.redis_url)
+        return client.xpending(stream_key(settings.ray_namespace), GROUP)["pending"] == 0
+    from sqlalchemy import text
+
+    from conductor.db.session import make_engine
+
+    with make_engine(settings.effective_database_url).connect() as connection:
+        return connection.execute(text("SELECT count(*) FROM queue_entries")).scalar() == 0
+
+
+def test_exit_codes_signals_output_and_environment(settings_factory, backend, scheduler_factory, tmp_path):
+    settings = settings_factory(backend)
+    service = JobService.from_settings(settings)
+    scheduler_factory(settings)
+    env_script = ("#!/bin/bash\necho \"$SLURM_JOB_ID $CONDUCTOR_JOB_ID $SLURM_JOB_NAME $SLURM_CPUS_PER_TASK "
+                  "$SLURM_NTASKS_PER_NODE $SLURM_MEM_PER_NODE $SLURM_JOB_PARTITION $SLURM_JOB_ACCOUNT "
+                  "$SLURM_SUBMIT_DIR $MY_VAR $(pwd)\"\necho oops >&2\nexit 3\n")
+    failed = service.submit(spec(env_script, name="envjob", cpus_per_task=2, ntasks_per_node=2,
+                                 memory_per_node_mb=1024, partition="debug", account="physics",
+                                 environment={"MY_VAR": "hello"}, working_dir=str(tmp_path),
+                                 stderr_pattern="err-%j.txt"))
+    killed = service.submit(spec("#!/bin/bash\nkill -9 $$\n", working_dir=str(tmp_path)))
+    ok = service.submit(spec("#!/bin/bash\ntrue\n", working_dir=str(tmp_path)))
+    ids = [failed.id, killed.id, ok.id]
+    wait_for(lambda: _all_ended(service, ids), 30)
+    failed_job, killed_job, ok_job = (service.get(i) for i in ids)
+    assert (failed_job.state, failed_job.exit_code_text, failed_job.reason) == (
+        jobs.JobState.FAILED, "3:0", jobs.Reason.NON_ZERO_EXIT)
+    assert (killed_job.state, killed_job.exit_code_text) == (jobs.JobState.FAILED, "0:9")
+    assert (ok_job.state, ok_job.exit_code_text) == (jobs.JobState.COMPLETED, "0:0")
+    expected = (f"{failed.id} {failed.id} envjob 2 2 1024 debug physics {tmp_path} hello {tmp_path}\n")
+    assert Path(failed_job.stdout_path).read_text() == expected
+    assert (tmp_path / f"err-{failed.id}.txt").read_text() == "oops\n"
+    assert failed_job.node_name == "testnode" and failed_job.cpu_time_user_s is not None
+
+
+def test_ray_sees_jobs_and_scheduler_by_name(settings_factory, scheduler_factory, tmp_path) -> None:
+    from ray.util.state import list_tasks
+
+    settings = settings_factory("sqlite-embedded")
+    service = JobService.from_settings(settings)
+    handle = scheduler_factory(settings)
+    assert ray.get_actor("conductor-scheduler", namespace=settings.ray_namespace) == handle
+    job = service.submit(spec("sleep 0.2", name="named", working_dir=str(tmp_path)))
+    wait_for(lambda: service.get(job.id).state is jobs.JobState.COMPLETED, 30)
+    wait_for(lambda: list_tasks(filters=[("name", "=", f"{job.id}:named")]), 15, interval_s=0.5,
+             message="the job's Ray task in the state API")
+
+
+def test_allocations_match_ray_accounting_while_jobs_churn(settings_factory, backend, scheduler_factory,
+                                                           tmp_path) -> None:
+    """Invariant 3: unreleased rows per node equal Ray's used resources at quiet moments, never above total.
+
+    A quiet moment: no job between its allocation row and its script starting, or between its
+    script ending and the release being recorded.  Each job's script marks its start and end,
+    so the test knows exactly which samples are quiet.
+    """
+    concurrency = 4
+    settings = settings_factory(backend, worker_concurrency=concurrency)
+    service = JobService.from_settings(settings)
+    scheduler_factory(settings)
+    sizes = [(1 + (i * 7) % 12, 256 * (1 + i % 5), 1.2 + (i % 3) * 0.7) for i in range(14)]
+    script = "touch started-$SLURM_JOB_ID\nsleep {}\ntouch ended-$SLURM_JOB_ID\n"
+    ids = [service.submit(spec(script.format(sleep_s), cpus_per_task=cpus, memory_per_node_mb=mem,
+                               working_dir=str(tmp_path))).id for cpus, mem, sleep_s in sizes]
+    samples = _sample_consistency(service, ids, concurrency, tmp_path)
+    quiet = [s for s in samples if s["quiet"]]
+    assert len(quiet) >= 3, f"too few quiet moments to compare ({len(samples)} samples)"
+    assert any(s["db"] for s in quiet), "no quiet moment with jobs running: the check compared only zeros"
+    for sample in quiet:
+        assert sample["db"] == sample["ray"], sample
+    assert {j.state for j in service.repository.get_many(ids)} == {jobs.JobState.COMPLETED}
+    assert service.repository.unreleased_by_node() == {}
+    wait_for(lambda: ray_used_by_node_nonzero() == {}, 5, message="Ray to report every lease returned")
+
+
+def ray_used_by_node_nonzero() -> dict:
+    return {k: (int(c), m) for k, (c, m) in ray_used_by_node().items() if c or m}
+
+
+def _allocated_job_ids(service: JobService) -> set[int]:
+    return {allocation.job_id for allocation in service.repository.unreleased_allocations()}
+
+
+def _running_for(path: Path, at_least_s: float) -> bool:
+    """The marker exists and is older than Ray's resource view can lag."""
+    try:
+        return time.time() - path.stat().st_mtime > at_least_s
+    except FileNotFoundError:
+        return False
+
+
+def _sample_consistency(service: JobService, ids: list[int], concurrency: int, markers: Path) -> list[dict]:
+    repo = service.repository
+    node_total = {n.ray_node_id: (n.total_cpus, n.total_memory_mb) for n in repo.nodes()}
+    samples = []
+    deadline = time.monotonic() + 90
+    held_since, last_held = time.monotonic(), None
+    while not _all_ended(service, ids):
+        assert time.monotonic() < deadline, "jobs did not finish in time"
+        before, held_before = repo.unreleased_by_node(), _allocated_job_ids(service)
+        if held_before != last_held:  # Ray's resource view lags its raylets: wait for it to settle
+            held_since, last_held = time.monotonic(), held_before
+        started = {i for i in held_before if _running_for(markers / f"started-{i}", RAY_VIEW_LAG_S)}
+        settled = time.monotonic() - held_since > RAY_VIEW_LAG_S
+        ray_used = ray_used_by_node_nonzero()
+        ended = {i for i in held_before if (markers / f"ended-{i}").exists()}
+        after, held_after = repo.unreleased_by_node(), _allocated_job_ids(service)
+        running = sum(s is jobs.JobState.RUNNING for s in _states(service, ids).values())
+        assert running <= concurrency, f"{running} jobs RUNNING with WORKER_CONCURRENCY={concurrency}"
+        for node_id, (cpus, mem) in after.items():
+            assert cpus <= node_total[node_id][0] and mem <= node_total[node_id][1]
+        quiet = settled and before == after and held_before == held_after and started == held_before and not ended
+        samples.append({"quiet": quiet, "db": after, "ray": ray_used, "jobs": sorted(held_after)})
+        time.sleep(0.1)  # sampling period
+    return samples

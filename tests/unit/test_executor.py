@@ -1,0 +1,236 @@
+"""conductor.executor.run_job, in-process: real bash scripts, real processes, real files."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conductor.executor import DEFAULT_PATH, RunRequest, RunResult, run_job
+from tests.helpers import wait_for
+
+
+def run(tmp_path: Path, script: str, **fields: object) -> RunResult:
+    values: dict[str, object] = dict(job_id=1, script=script, working_dir=str(tmp_path),
+                                     stdout_path=str(tmp_path / "out.txt"), stderr_path=str(tmp_path / "err.txt"))
+    values.update(fields)
+    return run_job(RunRequest(**values))  # type: ignore[arg-type]
+
+
+def read(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` is a live process (a zombie waiting for its reaper counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            stat = handle.read()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+# ---- exit status ---------------------------------------------------------------------------------
+
+
+def test_script_that_exits_zero(tmp_path: Path) -> None:
+    result = run(tmp_path, "#!/bin/bash\necho hello\n")
+    assert (result.exit_code, result.signal, result.timed_out, result.cancelled, result.launch_error) == (
+        0, None, False, False, None)
+    assert read(tmp_path / "out.txt") == "hello\n"
+    assert read(tmp_path / "err.txt") == ""
+
+
+def test_exit_code_is_reported(tmp_path: Path) -> None:
+    result = run(tmp_path, "#!/bin/bash\nexit 3\n")
+    assert (result.exit_code, result.signal, result.timed_out) == (3, None, False)
+
+
+def test_script_killed_by_a_signal(tmp_path: Path) -> None:
+    result = run(tmp_path, "#!/bin/bash\nkill -9 $$\n")
+    assert (result.exit_code, result.signal, result.timed_out) == (0, 9, False)
+
+
+# ---- output files --------------------------------------------------------------------------------
+
+
+def test_stdout_and_stderr_go_to_separate_files(tmp_path: Path) -> None:
+    result = run(tmp_path, "#!/bin/bash\necho to-out\necho to-err >&2\necho more-out\n")
+    assert result.exit_code == 0
+    assert read(tmp_path / "out.txt") == "to-out\nmore-out\n"
+    assert read(tmp_path / "err.txt") == "to-err\n"
+
+
+def test_stdout_and_stderr_to_the_same_file_keep_their_order(tmp_path: Path) -> None:
+    both = tmp_path / "both.txt"
+    result = run(tmp_path, "#!/bin/bash\necho one\necho two >&2\necho three\n", stdout_path=str(both),
+                 stderr_path=str(both))
+    assert result.exit_code == 0
+    assert read(both) == "one\ntwo\nthree\n"
+
+
+def test_output_file_is_truncated(tmp_path: Path) -> None:
+    (tmp_path / "out.txt").write_text("old content that is longer\n")
+    run(tmp_path, "#!/bin/bash\necho new\n")
+    assert read(tmp_path / "out.txt") == "new\n"
+
+
+def test_stdin_is_empty(tmp_path: Path) -> None:
+    run(tmp_path, "#!/bin/bash\ncat; echo end\n")
+    assert read(tmp_path / "out.txt") == "end\n"
+
+
+# ---- working directory, environment, argv --------------------------------------------------------
+
+
+def test_working_dir_is_respected(tmp_path: Path) -> None:
+    workdir = tmp_path / "work dir"
+    workdir.mkdir()
+    run(tmp_path, "#!/bin/bash\npwd\n", working_dir=str(workdir))
+    assert read(tmp_path / "out.txt") == f"{workdir}\n"
+
+
+def test_environment_is_passed_and_path_is_present(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONDUCTOR_TEST_WORKER_ONLY", "leaked")
+    script = '#!/bin/bash\necho "foo=$FOO"\necho "path=$PATH"\necho "leak=${CONDUCTOR_TEST_WORKER_ONLY-unset}"\n'
+    result = run(tmp_path, script, environment={"FOO": "bar baz"})
+    assert result.exit_code == 0
+    path = os.environ.get("PATH", DEFAULT_PATH)
+    assert read(tmp_path / "out.txt") == f"foo=bar baz\npath={path}\nleak=unset\n"
+
+
+def test_default_path_when_the_worker_has_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PATH")
+    run(tmp_path, '#!/bin/bash\necho "$PATH"\n')
+    assert read(tmp_path / "out.txt") == f"{DEFAULT_PATH}\n"
+
+
+def test_job_environment_overrides_path(tmp_path: Path) -> None:
+    run(tmp_path, '#!/bin/bash\necho "$PATH"\n', environment={"PATH": "/opt/x/bin:/usr/bin:/bin"})
+    assert read(tmp_path / "out.txt") == "/opt/x/bin:/usr/bin:/bin\n"
+
+
+def test_argv_is_passed(tmp_path: Path) -> None:
+    run(tmp_path, "#!/bin/bash\necho $#\nprintf '<%s>\\n' \"$@\"\n", argv=("a b", "", "c*"))
+    assert read(tmp_path / "out.txt") == "3\n<a b>\n<>\n<c*>\n"
+
+
+def test_script_without_shebang_runs_under_bash(tmp_path: Path) -> None:
+    result = run(tmp_path, 'if [[ -n "$BASH_VERSION" ]]; then echo bash; fi\nexit 4\n')
+    assert result.exit_code == 4
+    assert read(tmp_path / "out.txt") == "bash\n"
+
+
+def test_shebang_is_honoured(tmp_path: Path) -> None:
+    result = run(tmp_path, f"#!{sys.executable}\nimport sys\nprint('python', sys.argv[1:])\nsys.exit(5)\n",
+                 argv=("x",))
+    assert result.exit_code == 5
+    assert read(tmp_path / "out.txt") == "python ['x']\n"
+
+
+# ---- launch errors -------------------------------------------------------------------------------
+
+
+def test_launch_error_when_output_directory_does_not_exist(tmp_path: Path) -> None:
+    out = tmp_path / "missing" / "out.txt"
+    marker = tmp_path / "ran"
+    result = run(tmp_path, f"#!/bin/bash\ntouch {marker}\n", stdout_path=str(out), stderr_path=str(out))
+    assert result.launch_error == f"No such file or directory: {out}"
+    assert (result.exit_code, result.signal, result.timed_out) == (None, None, False)
+    assert not marker.exists()
+
+
+def test_launch_error_when_working_dir_does_not_exist(tmp_path: Path) -> None:
+    result = run(tmp_path, "#!/bin/bash\necho hi\n", working_dir=str(tmp_path / "nope"))
+    assert result.launch_error is not None
+    assert str(tmp_path / "nope") in result.launch_error
+    assert result.exit_code is None
+
+
+# ---- time limit ----------------------------------------------------------------------------------
+
+
+def test_time_limit_terminates_the_job(tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = run(tmp_path, "#!/bin/bash\necho started\nsleep 30\necho not-reached\n", time_limit_s=1, kill_wait_s=1)
+    elapsed = time.monotonic() - started
+    assert result.timed_out is True
+    assert (result.exit_code, result.signal) == (0, signal.SIGTERM)
+    assert 0.9 <= elapsed < 3.0
+    assert 0.9 <= result.elapsed_s < 3.0
+    assert read(tmp_path / "out.txt") == "started\n"
+
+
+def test_time_limit_escalates_to_sigkill_after_kill_wait(tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = run(tmp_path, "#!/bin/bash\ntrap '' TERM\nsleep 30\n", time_limit_s=1, kill_wait_s=1)
+    elapsed = time.monotonic() - started
+    assert result.timed_out is True
+    assert result.signal == signal.SIGKILL
+    assert 1.9 <= elapsed < 4.0
+
+
+def test_no_time_limit_lets_the_job_finish(tmp_path: Path) -> None:
+    result = run(tmp_path, "#!/bin/bash\nsleep 0.2\nexit 0\n", time_limit_s=None)
+    assert (result.exit_code, result.timed_out) == (0, False)
+    assert result.elapsed_s >= 0.2
+
+
+# ---- leftovers -----------------------------------------------------------------------------------
+
+
+def test_background_grandchild_ignoring_sigterm_is_killed(tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    script = f"#!/bin/bash\nbash -c 'trap \"\" TERM; sleep 300' &\necho $! > {pidfile}\nexit 0\n"
+    result = run(tmp_path, script)
+    pid = int(read(pidfile))
+    try:
+        assert (result.exit_code, result.signal) == (0, None)
+        wait_for(lambda: not pid_alive(pid), timeout_s=2, message=f"left-behind process {pid} to die")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_grandchild_is_killed_after_a_time_limit_too(tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    script = f"#!/bin/bash\nbash -c 'trap \"\" TERM; sleep 300' &\necho $! > {pidfile}\nsleep 30\n"
+    result = run(tmp_path, script, time_limit_s=1, kill_wait_s=5)
+    pid = int(read(pidfile))
+    try:
+        assert result.timed_out is True
+        assert result.elapsed_s < 3.0  # the leader died on SIGTERM: no KillWait
+        wait_for(lambda: not pid_alive(pid), timeout_s=2, message=f"left-behind process {pid} to die")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+# ---- accounting ----------------------------------------------------------------------------------
+
+
+def test_resource_usage_is_reported(tmp_path: Path) -> None:
+    result = run(tmp_path, "#!/bin/bash\ni=0\nwhile [ $i -lt 30000 ]; do i=$((i+1)); done\necho $i\n")
+    assert result.exit_code == 0
+    assert read(tmp_path / "out.txt") == "30000\n"
+    assert isinstance(result.cpu_time_user_s, float) and isinstance(result.cpu_time_system_s, float)
+    assert result.cpu_time_user_s >= 0 and result.cpu_time_system_s >= 0
+    assert result.cpu_time_user_s + result.cpu_time_system_s > 0
+    assert isinstance(result.max_rss_kb, int) and result.max_rss_kb > 0
+    assert result.elapsed_s > 0
+
+
+def test_spool_directory_is_removed(tmp_path: Path) -> None:
+    run(tmp_path, "#!/bin/bash\necho \"$0\"\n", job_id=987654)
+    script_path = Path(read(tmp_path / "out.txt").strip())
+    assert script_path.name == "script"
+    assert script_path.parent.name.startswith("conductor-job987654-")
+    assert not script_path.parent.exists()

@@ -1,0 +1,175 @@
+"""conductor.policy: one scheduling pass (order, concurrency cap, best fit, partition blocking)."""
+
+from __future__ import annotations
+
+from conductor.jobs import Reason
+from conductor.policy import Candidate, NodeSlot, best_fit, order_key, plan_pass
+
+
+def job(job_id: int, cpus: int = 1, memory_mb: int = 0, *, partition: str = "default", priority: int = 0,
+        submit_order: float | None = None) -> Candidate:
+    return Candidate(job_id=job_id, partition=partition, cpus=cpus, memory_mb=memory_mb, priority=priority,
+                     submit_order=float(job_id) if submit_order is None else submit_order)
+
+
+def node(name: str, cpus: int, memory_mb: int, used_cpus: int = 0, used_memory_mb: int = 0) -> NodeSlot:
+    return NodeSlot(ray_node_id=f"ray-{name}", name=name, total_cpus=cpus, total_memory_mb=memory_mb,
+                    used_cpus=used_cpus, used_memory_mb=used_memory_mb)
+
+
+def started(plan) -> list[tuple[int, str]]:
+    return [(candidate.job_id, slot.name) for candidate, slot in plan.starts]
+
+
+# ---- order -----------------------------------------------------------------------------------
+
+
+def test_order_key_is_priority_then_submit_order_then_id() -> None:
+    jobs = [
+        job(1, priority=0, submit_order=10.0),
+        job(2, priority=5, submit_order=30.0),
+        job(3, priority=5, submit_order=20.0),
+        job(4, priority=0, submit_order=5.0),
+        job(6, priority=0, submit_order=5.0),
+        job(5, priority=0, submit_order=5.0),
+        job(7, priority=-1, submit_order=1.0),
+    ]
+    assert [c.job_id for c in sorted(jobs, key=order_key)] == [3, 2, 4, 5, 6, 1, 7]
+
+
+def test_jobs_start_in_order_key_order() -> None:
+    jobs = sorted([job(1, priority=0), job(2, priority=9), job(3, priority=0, submit_order=0.5), job(4, priority=9)],
+                  key=order_key)
+    plan = plan_pass(jobs, [node("n", 64, 65536)], free_slots=10)
+    assert [c.job_id for c, _ in plan.starts] == [2, 4, 3, 1]
+    assert plan.reasons == {}
+
+
+def test_higher_priority_job_gets_the_scarce_resources() -> None:
+    jobs = sorted([job(1, cpus=4), job(2, cpus=4, priority=1)], key=order_key)
+    plan = plan_pass(jobs, [node("n", 4, 1024)], free_slots=10)
+    assert started(plan) == [(2, "n")]
+    assert plan.reasons == {1: Reason.RESOURCES}
+
+
+# ---- concurrency cap ---------------------------------------------------------------------------
+
+
+def test_free_slots_cap_the_number_of_starts() -> None:
+    jobs = [job(1, partition="a"), job(2, partition="b"), job(3, partition="c"), job(4, partition="d")]
+    plan = plan_pass(jobs, [node("n", 64, 65536)], free_slots=2)
+    assert started(plan) == [(1, "n"), (2, "n")]
+    assert plan.reasons == {3: Reason.RESOURCES, 4: Reason.RESOURCES}
+
+
+def test_no_free_slot_starts_nothing() -> None:
+    jobs = [job(1, partition="a"), job(2, partition="b")]
+    nodes = [node("n", 64, 65536)]
+    plan = plan_pass(jobs, nodes, free_slots=0)
+    assert plan.starts == []
+    assert plan.reasons == {1: Reason.RESOURCES, 2: Reason.RESOURCES}
+    assert (nodes[0].used_cpus, nodes[0].used_memory_mb) == (0, 0)
+
+
+def test_capped_jobs_of_one_partition_wait_behind_the_first_one() -> None:
+    """The first job past the cap waits for Resources; lower jobs of its partition wait for Priority."""
+    plan = plan_pass([job(1), job(2), job(3), job(4)], [node("n", 64, 65536)], free_slots=2)
+    assert started(plan) == [(1, "n"), (2, "n")]
+    assert plan.reasons == {3: Reason.RESOURCES, 4: Reason.PRIORITY}
+
+
+# ---- best fit ----------------------------------------------------------------------------------
+
+
+def test_best_fit_picks_the_tightest_node() -> None:
+    nodes = [node("big", 16, 65536), node("small", 4, 65536), node("medium", 8, 65536)]
+    assert best_fit(nodes, 3, 1024).name == "small"
+    assert best_fit(nodes, 5, 1024).name == "medium"
+    assert best_fit(nodes, 9, 1024).name == "big"
+    assert best_fit(nodes, 17, 1024) is None
+
+
+def test_best_fit_breaks_cpu_ties_by_memory_then_name() -> None:
+    nodes = [node("b", 8, 32768), node("c", 8, 8192), node("a", 8, 8192)]
+    assert best_fit(nodes, 2, 4096).name == "a"
+    assert best_fit(nodes, 2, 16384).name == "b"
+
+
+def test_best_fit_counts_what_is_already_used() -> None:
+    nodes = [node("roomy", 16, 65536, used_cpus=14), node("empty", 8, 65536)]
+    assert best_fit(nodes, 2, 1024).name == "roomy"
+    assert best_fit(nodes, 3, 1024).name == "empty"
+
+
+def test_plan_places_each_job_on_the_tightest_node_and_books_it() -> None:
+    nodes = [node("big", 16, 65536), node("small", 4, 16384)]
+    plan = plan_pass([job(1, cpus=3, memory_mb=1000), job(2, cpus=2, memory_mb=1000), job(3, cpus=1)], nodes,
+                     free_slots=10)
+    assert started(plan) == [(1, "small"), (2, "big"), (3, "small")]
+    assert (nodes[0].used_cpus, nodes[0].used_memory_mb) == (2, 1000)
+    assert (nodes[1].used_cpus, nodes[1].used_memory_mb) == (4, 1000)
+
+
+# ---- jobs no node can hold ---------------------------------------------------------------------
+
+
+def test_job_larger_than_any_node_gets_partition_config_and_blocks_nobody() -> None:
+    nodes = [node("a", 8, 16384), node("b", 4, 65536)]
+    jobs = [job(1, cpus=16), job(2, cpus=1, memory_mb=100_000), job(3, cpus=8, memory_mb=32768), job(4, cpus=2)]
+    plan = plan_pass(jobs, nodes, free_slots=10)
+    # job 3 fits a's CPUs and b's memory, but no single node has both.
+    assert plan.reasons == {1: Reason.PARTITION_CONFIG, 2: Reason.PARTITION_CONFIG, 3: Reason.PARTITION_CONFIG}
+    assert started(plan) == [(4, "b")]
+
+
+def test_no_nodes_means_partition_config_for_everyone() -> None:
+    plan = plan_pass([job(1), job(2, partition="x")], [], free_slots=4)
+    assert plan.starts == []
+    assert plan.reasons == {1: Reason.PARTITION_CONFIG, 2: Reason.PARTITION_CONFIG}
+
+
+# ---- partition blocking ------------------------------------------------------------------------
+
+
+def test_waiting_job_blocks_lower_jobs_of_its_partition_only() -> None:
+    nodes = [node("n", 16, 65536, used_cpus=12)]
+    jobs = [job(1, cpus=8, partition="a"), job(2, cpus=1, partition="a"), job(3, cpus=1, partition="b"),
+            job(4, cpus=1, partition="a"), job(5, cpus=2, partition="b")]
+    plan = plan_pass(jobs, nodes, free_slots=10)
+    assert plan.reasons == {1: Reason.RESOURCES, 2: Reason.PRIORITY, 4: Reason.PRIORITY}
+    assert started(plan) == [(3, "n"), (5, "n")]
+    assert nodes[0].used_cpus == 15
+
+
+def test_jobs_above_the_waiting_one_still_start() -> None:
+    nodes = [node("n", 4, 65536)]
+    plan = plan_pass([job(1, cpus=2), job(2, cpus=4), job(3, cpus=1)], nodes, free_slots=10)
+    assert started(plan) == [(1, "n")]
+    assert plan.reasons == {2: Reason.RESOURCES, 3: Reason.PRIORITY}
+
+
+# ---- memory ------------------------------------------------------------------------------------
+
+
+def test_memory_is_checked_as_well_as_cpus() -> None:
+    nodes = [node("n", 16, 4096, used_memory_mb=3000)]
+    plan = plan_pass([job(1, cpus=1, memory_mb=2048), job(2, cpus=1, memory_mb=1096, partition="b")], nodes,
+                     free_slots=10)
+    assert plan.reasons == {1: Reason.RESOURCES}
+    assert started(plan) == [(2, "n")]
+    assert nodes[0].free_memory_mb == 0
+
+
+def test_memory_booked_by_earlier_starts_counts_in_the_same_pass() -> None:
+    nodes = [node("n", 16, 8192)]
+    plan = plan_pass([job(1, memory_mb=6000), job(2, memory_mb=6000), job(3, memory_mb=2192, partition="b")], nodes,
+                     free_slots=10)
+    assert started(plan) == [(1, "n"), (3, "n")]
+    assert plan.reasons == {2: Reason.RESOURCES}
+
+
+def test_node_slot_capacity_helpers() -> None:
+    slot = node("n", 8, 1000, used_cpus=6, used_memory_mb=900)
+    assert (slot.free_cpus, slot.free_memory_mb) == (2, 100)
+    assert slot.can_hold_now(2, 100) and not slot.can_hold_now(3, 100) and not slot.can_hold_now(2, 101)
+    assert slot.can_ever_hold(8, 1000) and not slot.can_ever_hold(9, 1) and not slot.can_ever_hold(1, 1001)
