@@ -50,6 +50,9 @@ async def _conductor_error(_request: Request, exc: ConductorError) -> JSONRespon
 
 
 async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 400:  # FastAPI could not decode the body (e.g. bytes that are not UTF-8)
+        reason = "is not valid UTF-8 JSON"
+        return error_response(422, "invalid_request", f"body: {reason}", [FieldError(field="body", reason=reason)])
     return error_response(exc.status_code, "not_found" if exc.status_code == 404 else "http_error", str(exc.detail))
 
 

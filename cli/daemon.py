@@ -124,6 +124,10 @@ def run_up(settings: Settings) -> None:
     typer.echo(banner(settings, ray_connection, info, "up"))
     stop = threading.Event()
     Supervisor(handle, stop).start()
+    # uvicorn handles SIGINT/SIGTERM itself, then re-raises them to the handlers it found;
+    # let those be no-ops (Ray's would exit with status 15) so the shutdown below runs to the end.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: None)
     try:
         uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
                     log_level=settings.log_level.lower())
