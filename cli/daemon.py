@@ -20,12 +20,51 @@ SUPERVISE_INTERVAL_S = 2.0
 _RULE = "=" * 60
 
 
-def prepare(settings: Settings) -> tuple[connection.RayConnection, Any, dict]:
+class ManagedScheduler:
+    """This process's hold on the cluster's scheduler actor.
+
+    The process whose call started the actor owns it and stops it on exit; a process that
+    found it running only watches it, and takes over (creating a new one) if it disappears.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.handle: Any = None
+        self.owner = False
+
+    def ensure(self) -> dict:
+        """Get or create the actor and make sure it is started; returns its description."""
+        try:
+            info = self._start()
+        except ray.exceptions.RayActorError:  # gone for good (killed by its owner): take over
+            self.handle = None
+            info = self._start()
+        self.owner = self.owner or info["started_now"]
+        return info
+
+    def _start(self) -> dict:
+        if self.handle is None:
+            self.handle = scheduler.get_or_create(self.settings)
+        return scheduler.start(self.handle)
+
+    def release(self) -> None:
+        """Owner: stop the actor (running jobs are requeued) and remove it.  Others: nothing."""
+        if not self.owner or self.handle is None:
+            return
+        typer.echo("Stopping the scheduler: running jobs are requeued ...", err=True)
+        try:
+            ray.get(self.handle.stop.remote(), timeout=self.settings.kill_wait_s + 30)
+            ray.kill(self.handle, no_restart=True)
+        except Exception as exc:  # shutting down anyway
+            typer.echo(f"scheduler did not stop cleanly: {exc}", err=True)
+
+
+def prepare(settings: Settings) -> tuple[connection.RayConnection, ManagedScheduler, dict]:
     """Migrate the schema, connect to Ray, get-or-create and start the scheduler actor."""
     migrate(make_engine(settings.effective_database_url))
     ray_connection = connection.connect(settings)
-    handle = scheduler.get_or_create(settings)
-    return ray_connection, handle, scheduler.start(handle)
+    managed = ManagedScheduler(settings)
+    return ray_connection, managed, managed.ensure()
 
 
 def banner(settings: Settings, ray_connection: connection.RayConnection, info: dict, role: str) -> str:
@@ -46,8 +85,8 @@ def banner(settings: Settings, ray_connection: connection.RayConnection, info: d
         f"Ray:                 {ray_connection.address} ({'started here' if ray_connection.started_here else 'attached'})",
         f"Ray dashboard:       {ray_connection.dashboard_url or 'not available'}",
         "-" * 60,
-        f"Scheduler actor {scheduler.ACTOR_NAME} is running (namespace {settings.ray_namespace}); "
-        f"{info['pending']} pending, {info['running']} running",
+        f"Scheduler actor {scheduler.ACTOR_NAME} {'started' if info['started_now'] else 'already running; attached'}"
+        f" (namespace {settings.ray_namespace}): {info['pending']} pending, {info['running']} running",
     ]
     if role == "up":
         lines.append(f"REST API:            http://{settings.api_host}:{settings.api_port}  (docs at /docs)")
@@ -65,44 +104,39 @@ def _redact(url: str) -> str:
 class Supervisor(threading.Thread):
     """Keeps the scheduler started: after Ray restarts the actor, ``start`` reconciles again."""
 
-    def __init__(self, handle: Any, stop: threading.Event) -> None:
+    def __init__(self, managed: ManagedScheduler, stop: threading.Event) -> None:
         super().__init__(name="conductor-supervisor", daemon=True)
-        self._handle, self._stop = handle, stop
+        self._managed, self._stop = managed, stop
 
     def run(self) -> None:
         while not self._stop.wait(SUPERVISE_INTERVAL_S):
             try:
-                scheduler.start(self._handle, timeout_s=30)
+                self._managed.ensure()
             except Exception as exc:  # keep supervising; Ray reports the actor's own failure
                 logging.getLogger(__name__).warning("scheduler actor not answering: %s", exc)
 
 
-def shutdown(settings: Settings, ray_connection: connection.RayConnection, handle: Any) -> None:
-    """Stop scheduling: running jobs are requeued, the actor removed, a Ray started here stopped."""
-    typer.echo("Stopping: requeueing running jobs ...", err=True)
-    try:
-        ray.get(handle.stop.remote(), timeout=settings.kill_wait_s + 30)
-        ray.kill(handle, no_restart=True)
-    except Exception as exc:  # shutting down anyway
-        typer.echo(f"scheduler did not stop cleanly: {exc}", err=True)
+def shutdown(settings: Settings, ray_connection: connection.RayConnection, managed: ManagedScheduler) -> None:
+    """Stop scheduling if this process owns the scheduler; leave Ray (a Ray started here stops)."""
+    managed.release()
     connection.disconnect(settings, ray_connection)
 
 
 def run_worker(settings: Settings) -> None:
     """Run the scheduler until interrupted (or, with WORKER_BURST, until the queue is drained)."""
-    ray_connection, handle, info = prepare(settings)
+    ray_connection, managed, info = prepare(settings)
     typer.echo(banner(settings, ray_connection, info, "worker"))
     stop = _stop_on_signals()
-    Supervisor(handle, stop).start()
+    Supervisor(managed, stop).start()
     try:
         if settings.worker_burst:
-            _wait_idle(handle, stop)
+            _wait_idle(managed.handle, stop)
             typer.echo("Queue drained and nothing running: exiting (WORKER_BURST=true).")
         else:
             stop.wait()
     finally:
         stop.set()
-        shutdown(settings, ray_connection, handle)
+        shutdown(settings, ray_connection, managed)
 
 
 def _wait_idle(handle: Any, stop: threading.Event) -> None:
@@ -120,10 +154,10 @@ def run_up(settings: Settings) -> None:
 
     from api.app import create_app
 
-    ray_connection, handle, info = prepare(settings)
+    ray_connection, managed, info = prepare(settings)
     typer.echo(banner(settings, ray_connection, info, "up"))
     stop = threading.Event()
-    Supervisor(handle, stop).start()
+    Supervisor(managed, stop).start()
     # uvicorn handles SIGINT/SIGTERM itself, then re-raises them to the handlers it found;
     # let those be no-ops (Ray's would exit with status 15) so the shutdown below runs to the end.
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -133,7 +167,7 @@ def run_up(settings: Settings) -> None:
                     log_level=settings.log_level.lower())
     finally:
         stop.set()
-        shutdown(settings, ray_connection, handle)
+        shutdown(settings, ray_connection, managed)
 
 
 def _stop_on_signals() -> threading.Event:

@@ -25,7 +25,7 @@ from conductor.config import Settings, load_settings
 from conductor.exceptions import ConductorError
 
 app = typer.Typer(
-    name="conductor", no_args_is_help=True, add_completion=False,
+    name="conductor", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
     help="conductor: submit batch scripts Slurm-style; they run as Ray tasks on your nodes.")
 
 
@@ -153,4 +153,12 @@ def _call(action, ctx: typer.Context):  # noqa: ANN001, ANN202
 
 
 def main() -> None:
-    app()
+    """Entry point: every failure is one line on stderr and a non-zero exit."""
+    try:
+        app(standalone_mode=True)
+    except ConductorError as exc:
+        typer.echo(f"conductor: error: {exc}", err=True)
+        sys.exit(1)
+    except Exception as exc:  # the last resort: no traceback for the user, the type says where to look
+        typer.echo(f"conductor: error: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(1)

@@ -42,7 +42,11 @@ def connect(settings: Settings) -> RayConnection:
     """Attach to or start Ray for this process (idempotent)."""
     if ray.is_initialized():
         return _describe(started_here=False)
-    address = settings.ray_address or _previous_local_address(settings)
+    address = settings.ray_address
+    if not address:
+        address = _previous_local_address(settings)
+        if address:
+            _use_local_token()
     if address:
         context = ray.init(address=address, namespace=settings.ray_namespace, log_to_driver=False,
                            logging_level=logging.WARNING)
@@ -86,6 +90,20 @@ def _previous_local_address(settings: Settings) -> str:
     except (OSError, ValueError):
         path.unlink(missing_ok=True)
         return ""
+
+
+def _use_local_token() -> None:
+    """Send the local token to our own local Ray.
+
+    ray.init() starts a local Ray with token auth on (Ray >= 2.59), but a client given an
+    explicit address sends the token only when RAY_AUTH_MODE says so, and Ray caches that
+    setting; this is what Ray itself does for ``ray.init(address="auto")``.
+    """
+    from ray._private.authentication.authentication_token_setup import (
+        maybe_enable_token_auth_if_token_available,
+    )
+
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def _describe(*, started_here: bool, dashboard: str | None = None) -> RayConnection:

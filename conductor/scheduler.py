@@ -103,27 +103,38 @@ class Scheduler:
         self._last_pass_started = False
         self._queue_drained = False
         self._idle = asyncio.Event()
+        self._start_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
         self._watchers: set[asyncio.Task] = set()
 
     # -- actor methods -------------------------------------------------------------------
 
     async def start(self) -> dict:
-        """Connect, reconcile and begin consuming.  Idempotent: later calls only describe."""
-        if not self._started:
-            self._started = True
-            engine = make_engine(self._settings.effective_database_url)
-            self._repo = JobRepository(engine)
-            self._local_node_id = ray.get_runtime_context().get_node_id()
-            self._consumer = queue.make_consumer(self._settings, engine, f"scheduler-{self._settings.node_name}")
-            self._run_job = ray.remote(executor.run_job)
-            warming = self._warm_up_workers()
-            self._refresh_nodes()
-            self._reconcile()
-            self._tasks = [asyncio.create_task(self._consume_loop()), asyncio.create_task(self._node_loop())]
-            self._request_pass()
-            await asyncio.wait([asyncio.ensure_future(ref) for ref in warming], timeout=WARM_TIMEOUT_S)
-        return self.describe()
+        """Connect, reconcile and begin consuming; idempotent.
+
+        ``started_now`` in the reply tells the caller whether this call started it (the
+        caller then owns it and stops it on exit) or found it running.  A start that fails
+        (database down) leaves the actor unstarted, so the next call tries again.
+        """
+        async with self._start_lock:
+            started_now = not self._started
+            if started_now:
+                await self._boot()
+                self._started = True
+        return {**self.describe(), "started_now": started_now}
+
+    async def _boot(self) -> None:
+        engine = make_engine(self._settings.effective_database_url)
+        self._repo = JobRepository(engine)
+        self._local_node_id = ray.get_runtime_context().get_node_id()
+        self._run_job = ray.remote(executor.run_job)
+        warming = self._warm_up_workers()
+        self._refresh_nodes()
+        self._reconcile()
+        self._consumer = queue.make_consumer(self._settings, engine, f"scheduler-{self._settings.node_name}")
+        self._tasks = [asyncio.create_task(self._consume_loop()), asyncio.create_task(self._node_loop())]
+        self._request_pass()
+        await asyncio.wait([asyncio.ensure_future(ref) for ref in warming], timeout=WARM_TIMEOUT_S)
 
     def describe(self) -> dict:
         """A summary for banners and health checks."""

@@ -141,6 +141,18 @@ def test_burst_worker_runs_the_queue_and_exits(ray_cluster: str, tmp_path: Path)
     assert time.monotonic() - started < 60
 
 
+def test_second_worker_attaches_to_the_running_scheduler(service_up: dict, tmp_path: Path) -> None:
+    """A second `conductor worker` finds up's Ray and its scheduler, and leaves both running on exit."""
+    result = _run(["worker"], {**service_up["env"], "CONDUCTOR_WORKER_BURST": "true"}, tmp_path, timeout_s=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "(attached)" in result.stdout and "already running; attached" in result.stdout
+    (tmp_path / "job.sh").write_text("#!/bin/bash\ntrue\n")
+    env = {**service_up["env"], "CONDUCTOR_URL": service_up["url"]}
+    submitted = _run(["submit", "--parsable", "job.sh"], env, tmp_path)
+    job_id = int(submitted.stdout)
+    wait_for(lambda: _show(service_up, job_id, tmp_path)["state"] == "COMPLETED", 30)
+
+
 def test_sigterm_stops_up_cleanly(service_up: dict) -> None:
     """Runs last in this module: the service stops, and the Ray it started goes with it."""
     process = service_up["process"]

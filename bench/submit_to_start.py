@@ -1,0 +1,136 @@
+"""Submit -> start latency on an idle node, and the seed's concurrency scenario, per backend.
+
+Prints, for each backend (PostgreSQL + Redis, SQLite + embedded queue):
+  * submit->RUNNING: the job's start_time minus its submit_time (the scheduler's reaction),
+  * submit->script:  when the script itself ran (it writes its clock) minus submit_time,
+and, as the baseline measured in the same run, the latency of a plain Ray task submitted
+from a driver to its first line running.  Then the seed's scenario (4 jobs x 4 CPUs x 8G,
+sleep 2 s) with WORKER_CONCURRENCY=4 and =1: makespan of the batch.
+
+Run:  .venv/bin/python bench/submit_to_start.py [--jobs 40]
+Needs PostgreSQL and Redis on 127.0.0.1 (skips that backend when absent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import ray
+from sqlalchemy import create_engine, text
+
+from conductor import jobs, scheduler
+from conductor.config import Settings
+from conductor.service import JobService
+
+PG_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+REDIS = "redis://127.0.0.1:6379/8"
+
+
+def _percentiles(values_ms: list[float]) -> str:
+    ordered = sorted(values_ms)
+    p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+    return f"p50 {statistics.median(ordered):7.1f} ms   p95 {p95:7.1f} ms   max {ordered[-1]:7.1f} ms"
+
+
+def _wait(predicate, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("benchmark job did not finish")
+        time.sleep(0.002)
+
+
+def ray_baseline(count: int) -> list[float]:
+    @ray.remote(num_cpus=1)
+    def first_line() -> float:
+        return time.time()
+
+    ray.get([first_line.remote() for _ in range(4)])  # warm workers, as the scheduler does
+    latencies = []
+    for _ in range(count):
+        sent = time.time()
+        latencies.append((ray.get(first_line.remote()) - sent) * 1000)
+    return latencies
+
+
+def latency(settings: Settings, count: int, workdir: Path) -> tuple[list[float], list[float]]:
+    service = JobService.from_settings(settings)
+    handle = scheduler.get_or_create(settings)
+    scheduler.start(handle)
+    to_running, to_script = [], []
+    try:
+        for i in range(count):
+            marker = workdir / f"t{i}"
+            job = service.submit(jobs.JobSpec(script=f"#!/bin/bash\ndate +%s.%N > {marker}\n", name="lat",
+                                              user="bench", working_dir=str(workdir)))
+            _wait(lambda: service.get(job.id).state.is_terminal())
+            done = service.get(job.id)
+            to_running.append((done.start_time - done.submit_time).total_seconds() * 1000)
+            to_script.append((float(marker.read_text()) - done.submit_time.timestamp()) * 1000)
+    finally:
+        ray.get(handle.stop.remote())
+        ray.kill(handle, no_restart=True)
+        service.close()
+    return to_running, to_script
+
+
+def seed_scenario(settings: Settings, workdir: Path) -> float:
+    service = JobService.from_settings(settings)
+    handle = scheduler.get_or_create(settings)
+    scheduler.start(handle)
+    try:
+        ids = [service.submit(jobs.JobSpec(script="#!/bin/bash\nsleep 2\n", name=f"concurrent-job-{i}",
+                                           cpus_per_task=4, memory_per_node_mb=8192, user="bench",
+                                           working_dir=str(workdir))).id for i in range(4)]
+        _wait(lambda: all(j.state.is_terminal() for j in service.repository.get_many(ids)))
+        done = service.repository.get_many(ids)
+        return (max(j.end_time for j in done) - min(j.submit_time for j in done)).total_seconds()
+    finally:
+        ray.get(handle.stop.remote())
+        ray.kill(handle, no_restart=True)
+        service.close()
+
+
+def backends(workdir: Path) -> dict[str, dict]:
+    found = {"sqlite + embedded queue": {"database_url": f"sqlite:///{workdir / 'bench.db'}"}}
+    try:
+        name = f"conductor_bench_{uuid.uuid4().hex[:8]}"
+        with create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT").connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        found["postgresql + redis"] = {"database_url": PG_ADMIN.rsplit("/", 1)[0] + f"/{name}", "redis_url": REDIS}
+    except Exception as exc:  # noqa: BLE001
+        print(f"(PostgreSQL unavailable, skipped: {exc})")
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=40, help="sequential jobs per latency run")
+    args = parser.parse_args()
+    ray.init(num_cpus=32, _memory=64 * 1024**3, object_store_memory=256 * 1024**2, include_dashboard=False,
+             log_to_driver=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        print(f"baseline  plain Ray task, submit->first line:   {_percentiles(ray_baseline(args.jobs))}")
+        for label, urls in backends(workdir).items():
+            base = dict(state_dir=workdir / "state", kill_wait_s=2, **urls)
+            settings = Settings(ray_namespace=f"bench-{uuid.uuid4().hex[:6]}", worker_concurrency=4, **base)
+            running, script = latency(settings, args.jobs, workdir)
+            print(f"{label:24s} submit->RUNNING:   {_percentiles(running)}")
+            print(f"{label:24s} submit->script:    {_percentiles(script)}")
+            for concurrency in (4, 1):
+                settings = Settings(ray_namespace=f"bench-{uuid.uuid4().hex[:6]}", worker_concurrency=concurrency,
+                                    **base)
+                makespan = seed_scenario(settings, workdir)
+                print(f"{label:24s} seed scenario 4 x (4 CPU, 8G, sleep 2 s), WORKER_CONCURRENCY={concurrency}: "
+                      f"{makespan:5.2f} s from first submit to last end")
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()
