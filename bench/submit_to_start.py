@@ -14,13 +14,16 @@ Needs PostgreSQL and Redis on 127.0.0.1 (skips that backend when absent).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Iterator
 
 import ray
+import redis
 from sqlalchemy import create_engine, text
 
 from conductor import jobs, scheduler
@@ -96,16 +99,26 @@ def seed_scenario(settings: Settings, workdir: Path) -> float:
         service.close()
 
 
-def backends(workdir: Path) -> dict[str, dict]:
+@contextlib.contextmanager
+def backends(workdir: Path) -> Iterator[dict[str, dict]]:
+    """SQLite always; PostgreSQL + Redis when reachable (a scratch database, dropped afterwards)."""
     found = {"sqlite + embedded queue": {"database_url": f"sqlite:///{workdir / 'bench.db'}"}}
+    name = f"conductor_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
     try:
-        name = f"conductor_bench_{uuid.uuid4().hex[:8]}"
-        with create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT").connect() as connection:
+        with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
+        redis.Redis.from_url(REDIS).ping()
         found["postgresql + redis"] = {"database_url": PG_ADMIN.rsplit("/", 1)[0] + f"/{name}", "redis_url": REDIS}
     except Exception as exc:  # noqa: BLE001
-        print(f"(PostgreSQL unavailable, skipped: {exc})")
-    return found
+        print(f"(PostgreSQL + Redis unavailable, skipped: {exc})")
+    try:
+        yield found
+    finally:
+        with contextlib.suppress(Exception), admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        with contextlib.suppress(Exception):
+            redis.Redis.from_url(REDIS).flushdb()
 
 
 def main() -> None:
@@ -117,19 +130,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         print(f"baseline  plain Ray task, submit->first line:   {_percentiles(ray_baseline(args.jobs))}")
-        for label, urls in backends(workdir).items():
-            base = dict(state_dir=workdir / "state", kill_wait_s=2, **urls)
-            settings = Settings(ray_namespace=f"bench-{uuid.uuid4().hex[:6]}", worker_concurrency=4, **base)
-            running, script = latency(settings, args.jobs, workdir)
-            print(f"{label:24s} submit->RUNNING:   {_percentiles(running)}")
-            print(f"{label:24s} submit->script:    {_percentiles(script)}")
-            for concurrency in (4, 1):
-                settings = Settings(ray_namespace=f"bench-{uuid.uuid4().hex[:6]}", worker_concurrency=concurrency,
-                                    **base)
-                makespan = seed_scenario(settings, workdir)
-                print(f"{label:24s} seed scenario 4 x (4 CPU, 8G, sleep 2 s), WORKER_CONCURRENCY={concurrency}: "
-                      f"{makespan:5.2f} s from first submit to last end")
+        with backends(workdir) as found:
+            _run_backends(found, workdir, args.jobs)
     ray.shutdown()
+
+
+def _run_backends(found: dict[str, dict], workdir: Path, count: int) -> None:
+    for label, urls in found.items():
+        base = dict(state_dir=workdir / "state", kill_wait_s=2, **urls)
+        settings = Settings(ray_namespace=f"bench-{uuid.uuid4().hex[:6]}", worker_concurrency=4, **base)
+        running, script = latency(settings, count, workdir)
+        print(f"{label:24s} submit->RUNNING:   {_percentiles(running)}")
+        print(f"{label:24s} submit->script:    {_percentiles(script)}")
+        for concurrency in (4, 1):
+            settings = Settings(ray_namespace=f"bench-{uuid.uuid4().hex[:6]}", worker_concurrency=concurrency, **base)
+            makespan = seed_scenario(settings, workdir)
+            print(f"{label:24s} seed scenario 4 x (4 CPU, 8G, sleep 2 s), WORKER_CONCURRENCY={concurrency}: "
+                  f"{makespan:5.2f} s from first submit to last end")
 
 
 if __name__ == "__main__":
