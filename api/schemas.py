@@ -5,9 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 from conductor import jobs, units
+
+#: Bounds that keep values inside the database's integer columns.
+MAX_MEMORY_MB = 2**40
+MAX_TIME_LIMIT_S = 2**31 - 1
+MAX_JOB_ID = 2**31 - 1
 
 
 class JobDescription(BaseModel):
@@ -24,13 +29,13 @@ class JobDescription(BaseModel):
                            description="Partition (-p).", examples=["default"])
     user: str = Field("", max_length=255, description="Submitting user; the service's user when empty.",
                       examples=["alice"])
-    cpus_per_task: int = Field(1, ge=1, le=1_000_000, description="CPUs per task (-c).", examples=[4])
-    ntasks_per_node: int = Field(1, ge=1, le=1_000_000, description="Tasks per node (--ntasks-per-node).",
-                                 examples=[1])
-    memory_per_node: Union[str, int, None] = Field(
+    cpus_per_task: StrictInt = Field(1, ge=1, le=1_000_000, description="CPUs per task (-c).", examples=[4])
+    ntasks_per_node: StrictInt = Field(1, ge=1, le=1_000_000, description="Tasks per node (--ntasks-per-node).",
+                                       examples=[1])
+    memory_per_node: Union[StrictStr, StrictInt, None] = Field(
         None, description="Memory per node (--mem): a size with unit K/M/G/T, or a whole number of MB.",
         examples=["8G", 8192])
-    time_limit: Union[str, int, None] = Field(
+    time_limit: Union[StrictStr, StrictInt, None] = Field(
         None, description="Time limit (-t): minutes as a number, or [days-]hours:minutes:seconds; 0 = none.",
         examples=["1:00:00", 30])
     current_working_directory: str | None = Field(
@@ -45,36 +50,71 @@ class JobDescription(BaseModel):
                                         examples=["out-%x-%j.txt"])
     standard_error: str | None = Field(None, description="stderr file pattern (-e); default: with stdout.",
                                        examples=["err-%j.txt"])
-    priority: int = Field(0, ge=0, le=4_294_967_295, description="Priority; higher runs first.", examples=[0])
-    nice: int = Field(0, ge=-2_147_483_645, le=2_147_483_645, description="Nice value (--nice).", examples=[0])
-    requeue: bool = Field(True, description="May the job be requeued after a node failure (--requeue).")
+    priority: StrictInt = Field(0, ge=0, le=4_294_967_295, description="Priority; higher runs first.",
+                                examples=[0])
+    nice: StrictInt = Field(0, ge=-2_147_483_645, le=2_147_483_645, description="Nice value (--nice).",
+                            examples=[0])
+    requeue: bool = Field(True, description="May the job go back to PENDING (rather than end NODE_FAIL) when "
+                                            "the scheduler stops or restarts while it runs (--requeue).")
     script: str | None = Field(None, description="The batch script (Slurm v0.0.41+ place); "
                                                  "the top-level script field is the seed's place.")
 
     @field_validator("memory_per_node")
     @classmethod
     def _memory(cls, value: str | int | None) -> int | None:
-        return None if value is None else units.parse_memory_mb(value)
+        if value is None:
+            return None
+        memory_mb = units.parse_memory_mb(value)
+        if memory_mb > MAX_MEMORY_MB:
+            raise ValueError(f"must be at most {MAX_MEMORY_MB} MB")
+        return memory_mb
 
     @field_validator("time_limit")
     @classmethod
     def _time(cls, value: str | int | None) -> int | None:
-        return None if value is None else units.parse_time_limit_s(value)
+        if value is None:
+            return None
+        seconds = units.parse_time_limit_s(value)
+        if seconds is not None and seconds > MAX_TIME_LIMIT_S:
+            raise ValueError(f"must be at most {MAX_TIME_LIMIT_S} seconds")
+        return seconds
+
+    @field_validator("name", "account", "partition", "user", "current_working_directory", "standard_output",
+                     "standard_error")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        """PostgreSQL text cannot hold NUL, and a NUL in a path or argument cannot reach exec."""
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL bytes")
+        return value
+
+    @field_validator("argv")
+    @classmethod
+    def _argv_no_nul(cls, value: list[str]) -> list[str]:
+        for index, arg in enumerate(value):
+            if "\x00" in arg:
+                raise ValueError(f"argument {index} contains a NUL byte")
+        return value
 
     @field_validator("environment")
     @classmethod
     def _environment(cls, value: dict[str, str] | list[str] | None) -> dict[str, str]:
         if value is None:
             return {}
-        if isinstance(value, dict):
-            return value
-        result = {}
-        for item in value:
-            key, sep, val = item.partition("=")
-            if not sep or not key:
-                raise ValueError(f"{item!r} is not KEY=VALUE")
-            result[key] = val
-        return result
+        if isinstance(value, list):
+            pairs = []
+            for item in value:
+                key, sep, val = item.partition("=")
+                if not sep or not key:
+                    raise ValueError(f"{item!r} is not KEY=VALUE")
+                pairs.append((key, val))
+            value = dict(pairs)
+        for key, val in value.items():
+            if not key or "=" in key:
+                raise ValueError(f"{key!r} is not a variable name (empty, or contains '=')")
+            if "\x00" in key + val:
+                raise ValueError(f"{key!r}: NUL bytes are not allowed")
+        return value
 
 
 class SubmitRequest(BaseModel):

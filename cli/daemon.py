@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -12,7 +13,8 @@ import typer
 
 from cluster import connection
 from conductor import queue, scheduler, units
-from conductor.config import Settings
+from conductor.config import Settings, redact_url
+from conductor.exceptions import ConductorError
 from conductor.db.session import make_engine, migrate
 
 #: How often the foreground process checks that the scheduler actor is alive and started.
@@ -54,9 +56,11 @@ class ManagedScheduler:
         typer.echo("Stopping the scheduler: running jobs are requeued ...", err=True)
         try:
             ray.get(self.handle.stop.remote(), timeout=self.settings.kill_wait_s + 30)
-            ray.kill(self.handle, no_restart=True)
         except Exception as exc:  # shutting down anyway
             typer.echo(f"scheduler did not stop cleanly: {exc}", err=True)
+        finally:
+            with contextlib.suppress(Exception):
+                ray.kill(self.handle, no_restart=True)
 
 
 def prepare(settings: Settings) -> tuple[connection.RayConnection, ManagedScheduler, dict]:
@@ -80,7 +84,7 @@ def banner(settings: Settings, ray_connection: connection.RayConnection, info: d
         f"Total memory:        {units.format_memory_mb(memory)}",
         f"Worker concurrency:  {info['worker_concurrency']}",
         f"Cluster nodes:       {len(info['nodes'])}",
-        f"Database:            {_redact(settings.effective_database_url)}",
+        f"Database:            {redact_url(settings.effective_database_url)}",
         f"Queue:               {queue.describe(settings)}",
         f"Ray:                 {ray_connection.address} ({'started here' if ray_connection.started_here else 'attached'})",
         f"Ray dashboard:       {ray_connection.dashboard_url or 'not available'}",
@@ -94,26 +98,32 @@ def banner(settings: Settings, ray_connection: connection.RayConnection, info: d
     return "\n".join(lines)
 
 
-def _redact(url: str) -> str:
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"
-
-
 class Supervisor(threading.Thread):
-    """Keeps the scheduler started: after Ray restarts the actor, ``start`` reconciles again."""
+    """Keeps the scheduler started: after Ray restarts the actor, ``start`` reconciles again.
+
+    When the scheduler cannot be reached for GIVE_UP_AFTER checks in a row (the Ray cluster
+    is gone), it records why in ``lost`` and sets ``stop``.
+    """
+
+    GIVE_UP_AFTER = 15
 
     def __init__(self, managed: ManagedScheduler, stop: threading.Event) -> None:
         super().__init__(name="conductor-supervisor", daemon=True)
         self._managed, self._stop = managed, stop
+        self.lost: str = ""
 
     def run(self) -> None:
+        failures = 0
         while not self._stop.wait(SUPERVISE_INTERVAL_S):
             try:
                 self._managed.ensure()
-            except Exception as exc:  # keep supervising; Ray reports the actor's own failure
+                failures = 0
+            except Exception as exc:  # keep supervising for a while; Ray may be restarting the actor
+                failures += 1
                 logging.getLogger(__name__).warning("scheduler actor not answering: %s", exc)
+                if failures >= self.GIVE_UP_AFTER:
+                    self.lost = f"lost the scheduler actor ({exc})"
+                    self._stop.set()
 
 
 def shutdown(settings: Settings, ray_connection: connection.RayConnection, managed: ManagedScheduler) -> None:
@@ -127,7 +137,8 @@ def run_worker(settings: Settings) -> None:
     ray_connection, managed, info = prepare(settings)
     typer.echo(banner(settings, ray_connection, info, "worker"))
     stop = _stop_on_signals()
-    Supervisor(managed, stop).start()
+    supervisor = Supervisor(managed, stop)
+    supervisor.start()
     try:
         if settings.worker_burst:
             _wait_idle(managed.handle, stop)
@@ -137,6 +148,8 @@ def run_worker(settings: Settings) -> None:
     finally:
         stop.set()
         shutdown(settings, ray_connection, managed)
+    if supervisor.lost:
+        raise ConductorError(supervisor.lost)
 
 
 def _wait_idle(handle: Any, stop: threading.Event) -> None:

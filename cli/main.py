@@ -157,8 +157,17 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except ConductorError as exc:
-        typer.echo(f"conductor: error: {exc}", err=True)
+        typer.echo(f"conductor: error: {_one_line(exc)}", err=True)
         sys.exit(1)
     except Exception as exc:  # the last resort: no traceback for the user, the type says where to look
-        typer.echo(f"conductor: error: {type(exc).__name__}: {exc}", err=True)
+        typer.echo(f"conductor: error: {type(exc).__name__}: {_one_line(exc)}", err=True)
         sys.exit(1)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of the error; for an error raised inside a Ray actor, its original cause."""
+    cause = getattr(exc, "cause", None)  # ray.exceptions.RayTaskError wraps the remote exception
+    if isinstance(cause, BaseException):
+        exc = cause
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

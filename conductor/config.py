@@ -105,6 +105,16 @@ def default_state_dir(environ: Mapping[str, str]) -> Path:
     return Path(home) / ".local" / "state" / "conductor"
 
 
+def redact_url(url: str) -> str:
+    """A URL fit for banners and logs: any password replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user + ':' if user else ''}***@{host}"
+
+
 # Keys whose file text is converted before validation (units in the file, *_mb in code).
 _CONVERTERS = {
     "TOTAL_MEMORY": ("total_memory_mb", units.parse_memory_mb),
@@ -172,7 +182,8 @@ def _read_file(path: str | os.PathLike[str] | None, environ: Mapping[str, str]) 
 
 def _read_environment(environ: Mapping[str, str]) -> dict[str, RawValue]:
     found: dict[str, RawValue] = {}
-    keys = set(_CONVERTERS) | {name.upper() for name in _field_names()}
+    converted = {field.upper() for field, _ in _CONVERTERS.values()}
+    keys = set(_CONVERTERS) | {name.upper() for name in _field_names()} - converted
     for key in keys:
         for name in (ENV_PREFIX + key, key):
             if name in environ:

@@ -51,3 +51,7 @@ class QueueUnavailable(ServiceUnavailable):
 
     def __init__(self, detail: str = "") -> None:
         super().__init__("queue", detail)
+
+
+class SchedulerBusy(ConductorError):
+    """Another scheduler already works on this database."""

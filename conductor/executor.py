@@ -72,7 +72,11 @@ def run_job(request: RunRequest) -> RunResult:
             process = _launch(request, spool)
         except OSError as exc:
             return RunResult(launch_error=f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
-        return _supervise(process, request)
+        try:
+            return _supervise(process, request)
+        except BaseException:  # e.g. a cancel landing before supervision began: leave nothing behind
+            _kill_group(process.pid, signal.SIGKILL)
+            raise
     finally:
         shutil.rmtree(spool, ignore_errors=True)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -28,16 +29,20 @@ import redis
 import redis.asyncio as aioredis
 from sqlalchemy import Engine, delete, select, update
 
-from conductor.config import Settings
+from conductor.config import Settings, redact_url
 from conductor.db.models import QueueEntryRow
 from conductor.db.repository import translate_errors
 from conductor.exceptions import QueueUnavailable
+
+log = logging.getLogger(__name__)
 
 GROUP = "scheduler"
 #: The stream field that carries the job id.
 JOB_FIELD = "job"
 #: How long a blocking read waits before returning empty (a safety net, not a poll period).
 DEFAULT_BLOCK_S = 5.0
+#: The consumer's socket timeout: a blocking read never waits longer than half of it.
+CONSUMER_SOCKET_TIMEOUT_S = 30.0
 
 
 def stream_key(namespace: str) -> str:
@@ -70,6 +75,9 @@ class QueueConsumer(Protocol):
 
     async def ack(self, entry_ids: Sequence[str]) -> None: ...
 
+    def rewind(self) -> None:
+        """Deliver every unacknowledged entry again on the next read (after a failed hand-off)."""
+
     async def close(self) -> None: ...
 
 
@@ -77,7 +85,8 @@ class QueueConsumer(Protocol):
 def _redis_errors() -> Iterator[None]:
     try:
         yield
-    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+    except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError) as exc:
+        # ResponseError here is READONLY (failover), OOM, MISCONF...: Redis refuses for now
         raise QueueUnavailable(str(exc) or type(exc).__name__) from exc
 
 
@@ -110,7 +119,8 @@ class RedisConsumer:
     """The scheduler's side of the stream: own pending entries first, then claimed, then new."""
 
     def __init__(self, url: str, namespace: str, consumer: str) -> None:
-        self._client = aioredis.Redis.from_url(url, socket_connect_timeout=2)
+        self._client = aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_keepalive=True,
+                                               socket_timeout=CONSUMER_SOCKET_TIMEOUT_S)
         self._key = stream_key(namespace)
         self._consumer = consumer
         self._recovered = False
@@ -122,15 +132,29 @@ class RedisConsumer:
                 self._recovered = True
                 if entries:
                     return entries
+            block_ms = max(1, int(min(block_s, CONSUMER_SOCKET_TIMEOUT_S / 2) * 1000))
             try:
-                reply = await self._client.xreadgroup(
-                    GROUP, self._consumer, {self._key: ">"}, count=count, block=max(1, int(block_s * 1000)))
+                reply = await self._client.xreadgroup(GROUP, self._consumer, {self._key: ">"}, count=count,
+                                                      block=block_ms)
             except redis.ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
                 self._recovered = False  # the stream was deleted: recreate the group next time
                 return []
-        return _entries(reply)
+        return await self._parsed([m for _stream, messages in reply or [] for m in messages])
+
+    async def _parsed(self, messages: list) -> list[Entry]:
+        """Entries of well-formed messages; a malformed one is logged and dropped, not retried forever."""
+        entries, poison = [], []
+        for entry_id, fields in messages:
+            try:
+                entries.append(_entry(entry_id, fields))
+            except (TypeError, ValueError):
+                poison.append(entry_id)
+        if poison:
+            log.warning("dropping %d malformed queue entries: %s", len(poison), poison[:10])
+            await self.ack([p.decode() if isinstance(p, bytes) else p for p in poison])
+        return entries
 
     async def _recover(self, count: int) -> list[Entry]:
         """Create the group if needed; return what this consumer or a dead one left unacknowledged."""
@@ -139,14 +163,17 @@ class RedisConsumer:
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-        found: list[Entry] = []
+        found: list = []
         start = "0-0"
-        while True:  # one scheduler per cluster: any other consumer's entries are orphans
+        while True:  # one scheduler per cluster (the lease): any other consumer's entries are orphans
             start, claimed, *_ = await self._client.xautoclaim(
                 self._key, GROUP, self._consumer, min_idle_time=0, start_id=start, count=max(count, 100))
-            found.extend(_entry(entry_id, fields) for entry_id, fields in claimed if fields)
+            found.extend((entry_id, fields) for entry_id, fields in claimed if fields)
             if start in (b"0-0", "0-0"):
-                return found
+                return await self._parsed(found)
+
+    def rewind(self) -> None:
+        self._recovered = False
 
     async def ack(self, entry_ids: Sequence[str]) -> None:
         if not entry_ids:
@@ -159,10 +186,6 @@ class RedisConsumer:
 
     async def close(self) -> None:
         await self._client.aclose()
-
-
-def _entries(reply: list) -> list[Entry]:
-    return [_entry(entry_id, fields) for _stream, messages in reply or [] for entry_id, fields in messages]
 
 
 def _entry(entry_id: bytes | str, fields: dict) -> Entry:
@@ -254,6 +277,9 @@ class EmbeddedConsumer:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(loop.sock_recv(self._socket, 64), timeout=block_s)
 
+    def rewind(self) -> None:
+        self._recovered = False
+
     async def ack(self, entry_ids: Sequence[str]) -> None:
         if not entry_ids:
             return
@@ -285,5 +311,5 @@ def make_consumer(settings: Settings, engine: Engine, consumer: str) -> QueueCon
 def describe(settings: Settings) -> str:
     """One line for banners: where the queue lives."""
     if settings.uses_redis:
-        return f"Redis stream {stream_key(settings.ray_namespace)} at {settings.redis_url}"
+        return f"Redis stream {stream_key(settings.ray_namespace)} at {redact_url(settings.redis_url)}"
     return "embedded (queue_entries table in the database)"

@@ -9,7 +9,9 @@ When the task ends, one transaction records the final state and releases the
 allocation, and only then is the queue entry acknowledged.
 
 Everything runs on the actor's event loop; a pass never awaits, so passes do not
-interleave.  Nothing here polls: the queue read blocks, task results are awaited.
+interleave.  The job path does not poll: the queue read blocks and task results are
+awaited.  Only the node list is refreshed on a timer (NODE_REFRESH_S), to see nodes
+join and leave.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from cluster import nodes as cluster_nodes
 from conductor import executor, jobs, policy, queue
 from conductor.config import Settings
+from conductor.db.lease import SchedulerLease
 from conductor.db.repository import JobRepository, NodeInfo, Outcome, Start
 from conductor.db.session import make_engine
 from conductor.exceptions import ConductorError, ServiceUnavailable
@@ -100,6 +103,7 @@ class Scheduler:
         self._running: dict[int, _Running] = {}
         self._nodes: dict[str, policy.NodeSlot] = {}
         self._pass_scheduled = False
+        self._stopping = False
         self._last_pass_started = False
         self._queue_drained = False
         self._idle = asyncio.Event()
@@ -125,13 +129,20 @@ class Scheduler:
 
     async def _boot(self) -> None:
         engine = make_engine(self._settings.effective_database_url)
-        self._repo = JobRepository(engine)
+        self._lease = SchedulerLease(engine)
+        self._lease.acquire()  # before reconciling: another scheduler's RUNNING jobs are not orphans
+        try:
+            self._repo = JobRepository(engine)
+            self._consumer = queue.make_consumer(self._settings, engine, f"scheduler-{self._settings.node_name}")
+        except Exception:
+            self._lease.release()
+            raise
         self._local_node_id = ray.get_runtime_context().get_node_id()
         self._run_job = ray.remote(executor.run_job)
         warming = self._warm_up_workers()
         self._refresh_nodes()
         self._reconcile()
-        self._consumer = queue.make_consumer(self._settings, engine, f"scheduler-{self._settings.node_name}")
+        self._stopping = False
         self._tasks = [asyncio.create_task(self._consume_loop()), asyncio.create_task(self._node_loop())]
         self._request_pass()
         await asyncio.wait([asyncio.ensure_future(ref) for ref in warming], timeout=WARM_TIMEOUT_S)
@@ -156,14 +167,27 @@ class Scheduler:
         return self.describe()
 
     async def stop(self) -> dict:
-        """Stop consuming; requeue running jobs (their processes are terminated first)."""
-        for task in self._tasks:
-            task.cancel()
-        for running in self._running.values():
-            running.requeue_on_end = True
-            ray.cancel(running.ref)
-        if self._watchers:
-            await asyncio.wait(self._watchers, timeout=self._settings.kill_wait_s + 10)
+        """Stop consuming and dispatching; requeue running jobs (their processes terminated first).
+
+        Afterwards the actor is unstarted: a later ``start`` boots it again.
+        """
+        async with self._start_lock:
+            if not self._started:
+                return self.describe()
+            self._stopping = True
+            for task in self._tasks:
+                task.cancel()
+            for running in self._running.values():
+                running.requeue_on_end = True
+                if running.ref is not None:
+                    ray.cancel(running.ref)
+            deadline = asyncio.get_running_loop().time() + self._settings.kill_wait_s + 10
+            while self._running and asyncio.get_running_loop().time() < deadline:
+                await asyncio.wait(set(self._watchers), timeout=1.0)
+            await self._consumer.close()
+            self._lease.release()
+            self._pending.clear()
+            self._started = False
         return self.describe()
 
     # -- start-up ------------------------------------------------------------------------
@@ -196,8 +220,14 @@ class Scheduler:
                 entries = await self._consumer.read(READ_BATCH, queue.DEFAULT_BLOCK_S)
                 await self._accept(entries)
                 delay = RETRY_MIN_S
-            except ServiceUnavailable as exc:
-                log.warning("queue read failed (%s); retrying in %.1f s", exc, delay)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the loop must outlive any failure; entries come back
+                self._consumer.rewind()
+                if isinstance(exc, ServiceUnavailable):
+                    log.warning("queue hand-off failed (%s); retrying in %.1f s", exc, delay)
+                else:
+                    log.exception("queue hand-off failed; retrying in %.1f s", delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
                 continue
@@ -234,8 +264,8 @@ class Scheduler:
     # -- the pass ------------------------------------------------------------------------
 
     def _request_pass(self) -> None:
-        """Run one pass soon; events arriving together share it."""
-        if not self._pass_scheduled:
+        """Run one pass soon; events arriving together share it.  None once stopping."""
+        if not self._pass_scheduled and not self._stopping:
             self._pass_scheduled = True
             asyncio.get_running_loop().call_soon(self._run_pass)
 
@@ -276,9 +306,19 @@ class Scheduler:
         for start in starts:
             pending = self._pending.pop(start.job_id)
             if start.job_id in started:
-                self._launch(pending, start)
+                self._launch_or_fail(pending, start)
             else:  # no longer PENDING in the database (cancelled meanwhile): forget it
                 self._spawn(self._consumer.ack(sorted(pending.entry_ids)))
+
+    def _launch_or_fail(self, pending: _Pending, start: Start) -> None:
+        """Launch the job's task; if Ray refuses it, the job fails with the reason (never stuck RUNNING)."""
+        try:
+            self._launch(pending, start)
+        except Exception as error:  # a Ray-side refusal is data on the job row
+            log.exception("job %s could not be launched", start.job_id)
+            reason = f"{jobs.Reason.LAUNCH_FAILED}: {type(error).__name__}: {error}"[:500]
+            self._running[start.job_id] = _Running(pending.job, start, pending.entry_ids)
+            self._spawn(self._finish(start.job_id, Outcome(jobs.JobState.FAILED, reason, exit_code=1)))
 
     def _launch(self, pending: _Pending, start: Start) -> None:
         job = pending.job
@@ -322,7 +362,8 @@ class Scheduler:
         await self._retry(lambda: self._record_end(job_id, outcome, requeue))
         del self._running[job_id]
         if requeue:
-            self._add_pending(self._repo.get(job_id), running.entry_ids)
+            job = await self._retry(lambda: self._repo.get(job_id))
+            self._add_pending(job, running.entry_ids)
         else:
             await self._retry(lambda: self._consumer.ack(sorted(running.entry_ids)))
         self._request_pass()
@@ -333,19 +374,21 @@ class Scheduler:
         else:
             self._repo.finish_job(job_id, outcome)
 
-    async def _retry(self, action) -> None:  # noqa: ANN001 - a sync or async callable
-        """Run ``action`` until the database/queue accepts it, backing off meanwhile."""
+    async def _retry(self, action):  # noqa: ANN001, ANN202 - a sync or async callable
+        """Run ``action`` until the database/queue accepts it, backing off meanwhile; return its result."""
         delay = RETRY_MIN_S
         while True:
             try:
                 result = action()
                 if asyncio.iscoroutine(result):
-                    await result
-                return
+                    result = await result
+                return result
             except ServiceUnavailable as exc:
                 log.warning("%s; retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
+            except Exception:  # keep the job's slot accounted for; say loudly why it is stuck
+                log.exception("recording failed; retrying in %.1f s", delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
 
     # -- nodes ---------------------------------------------------------------------------
 
@@ -357,6 +400,8 @@ class Scheduler:
                     self._request_pass()
             except ConductorError as exc:
                 log.warning("node refresh failed: %s", exc)
+            except Exception:  # a GCS hiccup must not end node discovery for good
+                log.exception("node refresh failed")
 
     def _refresh_nodes(self) -> bool:
         """Compare Ray's alive nodes with ours; record and report a change."""

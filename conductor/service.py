@@ -15,7 +15,7 @@ from conductor import jobs
 from conductor.config import Settings
 from conductor.db.repository import JobRepository
 from conductor.db.session import make_engine, migrate
-from conductor.exceptions import InvalidJobSpec, QueueUnavailable
+from conductor.exceptions import InvalidJobSpec
 from conductor.queue import JobQueue, make_queue
 
 
@@ -51,7 +51,9 @@ class JobService:
         job = self._repo.add_job(spec, default_output_dir=output_dir)
         try:
             self._queue.push([job.id])
-        except QueueUnavailable:
+        except BaseException:
+            # Refused as a whole: remove the row, unless a scheduler already started it (a
+            # restarted scheduler loads PENDING rows from the database, queued or not).
             if self._repo.delete_pending(job.id):
                 raise
         return job
@@ -83,8 +85,11 @@ class JobService:
         self._check_fits_a_node(spec)
 
     def _check_fits_a_node(self, spec: jobs.JobSpec) -> None:
+        """Refuse a job that no single live node could ever hold (CPUs and memory together)."""
         nodes = self._repo.nodes()
         if not nodes:  # no scheduler has reported nodes yet: it will hold what cannot run
+            return
+        if any(n.total_cpus >= spec.total_cpus and n.total_memory_mb >= spec.memory_per_node_mb for n in nodes):
             return
         largest_cpus = max(node.total_cpus for node in nodes)
         if spec.total_cpus > largest_cpus:
@@ -92,11 +97,11 @@ class JobService:
                 "cpus_per_task",
                 f"the job needs {spec.total_cpus} CPUs (cpus_per_task {spec.cpus_per_task} x ntasks_per_node "
                 f"{spec.ntasks_per_node}) but the largest node has {largest_cpus}")
-        largest_mb = max(node.total_memory_mb for node in nodes)
-        if spec.memory_per_node_mb > largest_mb:
-            raise InvalidJobSpec(
-                "memory_per_node",
-                f"the job needs {spec.memory_per_node_mb} MB but the largest node has {largest_mb} MB")
+        largest_mb = max(node.total_memory_mb for node in nodes if node.total_cpus >= spec.total_cpus)
+        raise InvalidJobSpec(
+            "memory_per_node",
+            f"the job needs {spec.memory_per_node_mb} MB but the largest node with {spec.total_cpus} CPUs "
+            f"has {largest_mb} MB")
 
 
 def _check_script(script: str, max_bytes: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-_MEMORY = re.compile(r"^\s*(\d+)\s*([KMGT]?)B?\s*$", re.IGNORECASE)
+_MEMORY = re.compile(r"^\s*([0-9]+)\s*([KMGT]?)B?\s*$", re.IGNORECASE)
 _MB_PER_UNIT = {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024 * 1024}
 
 
@@ -78,7 +78,7 @@ def _time_seconds(value: str) -> int:
 
 
 def _number(part: str, whole: str) -> int:
-    if not part.isdigit():
+    if not (part.isascii() and part.isdigit()):
         raise ValueError(_time_error(whole))
     return int(part)
 

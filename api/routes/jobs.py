@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 
 from api.deps import ServiceDep, SettingsDep
-from api.schemas import ErrorResponse, JobOut, SubmitRequest, SubmitResponse
+from api.schemas import MAX_JOB_ID, ErrorResponse, JobOut, SubmitRequest, SubmitResponse
 from conductor import jobs
 from conductor.exceptions import InvalidJobSpec
 
@@ -21,7 +23,8 @@ def submit(body: SubmitRequest, service: ServiceDep, settings: SettingsDep) -> S
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=_ERRORS, summary="Get one job")
-def get_job(job_id: int, service: ServiceDep) -> JobOut:
+def get_job(job_id: Annotated[int, Path(ge=1, le=MAX_JOB_ID, description="Job id.")],
+            service: ServiceDep) -> JobOut:
     return JobOut.from_job(service.get(job_id))
 
 

@@ -14,6 +14,7 @@ from typing import Iterable, Iterator, Sequence
 
 from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 
 from conductor import jobs
@@ -27,6 +28,8 @@ def translate_errors() -> Iterator[None]:
     """Turn a lost or refused database connection into DatabaseUnavailable."""
     try:
         yield
+    except PoolTimeoutError as exc:  # every pooled connection busy: overloaded, try again later
+        raise DatabaseUnavailable(f"no free database connection: {exc}") from exc
     except OperationalError as exc:
         raise DatabaseUnavailable(_first_line(exc)) from exc
     except DBAPIError as exc:

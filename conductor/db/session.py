@@ -13,6 +13,10 @@ from sqlalchemy.orm import Session, sessionmaker
 _MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 #: SQLite waits this long for a writer in another process before "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: A server that does not answer is reported unavailable after this long, not after TCP's minutes.
+CONNECT_TIMEOUT_S = 5
+#: Waiting longer than this for a pooled connection means overload: DatabaseUnavailable (503).
+POOL_TIMEOUT_S = 10
 
 
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
@@ -24,7 +28,9 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size * 2)
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if parsed.get_backend_name() == "postgresql" else {}
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size * 2,
+                         pool_timeout=POOL_TIMEOUT_S, connect_args=connect_args)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API connection
@@ -42,8 +48,10 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision (idempotent)."""
+    from conductor.db.repository import translate_errors
+
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS_DIR))
-    with engine.begin() as connection:
+    with translate_errors(), engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")

@@ -64,7 +64,12 @@ def test_slurm_style_fields_are_accepted(client: TestClient) -> None:
     ({"cpus_per_task": 33}, "job.cpus_per_task", "largest node has 32"),
     ({"ntasks_per_node": 9}, "job.cpus_per_task", "needs 36 CPUs"),
     ({"memory_per_node": "8X"}, "job.memory_per_node", "not a size"),
-    ({"memory_per_node": "65G"}, "job.memory_per_node", "largest node has 65536 MB"),
+    ({"memory_per_node": "65G"}, "job.memory_per_node", "largest node with 4 CPUs has 65536 MB"),
+    ({"memory_per_node": "99999999999999999T"}, "job.memory_per_node", "must be at most"),
+    ({"time_limit": "999999999999999999999"}, "job.time_limit", "must be at most"),
+    ({"name": "a\x00b"}, "job.name", "NUL"),
+    ({"cpus_per_task": True}, "job.cpus_per_task", "valid integer"),
+    ({"environment": {"A=B": "1"}}, "job.environment", "not a variable name"),
     ({"time_limit": "1:2:3:4"}, "job.time_limit", "not a time limit"),
     ({"colour": "blue"}, "job.colour", "Extra inputs are not permitted"),
     ({"environment": ["NOEQUALS"]}, "job.environment", "not KEY=VALUE"),
@@ -97,6 +102,11 @@ def test_bytes_that_are_not_utf8_are_refused(client: TestClient) -> None:
     assert response.status_code == 422
     assert "error" in response.json() and "Traceback" not in response.text
     assert _stored(client) == []
+
+
+def test_job_id_out_of_range_is_422(client: TestClient) -> None:
+    response = client.get("/api/jobs/99999999999999999999999")
+    assert response.status_code == 422 and response.json()["error"]["fields"][0]["field"] == "job_id"
 
 
 def test_unknown_job_is_404_in_the_error_shape(client: TestClient) -> None:

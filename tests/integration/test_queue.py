@@ -87,3 +87,23 @@ def test_unreachable_redis_raises_queue_unavailable(settings_factory) -> None:
     producer = queue.make_queue(settings, make_engine(settings.effective_database_url))
     with pytest.raises(QueueUnavailable):
         producer.push([1])
+
+
+def test_a_malformed_redis_entry_is_dropped_not_retried_forever(settings_factory) -> None:
+    import redis as redis_client
+
+    settings = settings_factory("postgres-redis")
+
+    async def scenario() -> None:
+        producer, consumer = _pair(settings)
+        await _ids(consumer, 0.01)  # creates the group
+        raw = redis_client.Redis.from_url(settings.redis_url)
+        raw.xadd(queue.stream_key(settings.ray_namespace), {"something": "else"})
+        producer.push([9])
+        assert await _ids(consumer) == [9]
+        consumer.rewind()  # even when every unacknowledged entry is delivered again
+        assert await _ids(consumer) == [9]
+        assert raw.xlen(queue.stream_key(settings.ray_namespace)) == 1  # only job 9's entry is left
+        await consumer.close()
+
+    asyncio.run(scenario())

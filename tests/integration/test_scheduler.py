@@ -232,3 +232,71 @@ def _sample_consistency(service: JobService, ids: list[int], concurrency: int, m
         samples.append({"quiet": quiet, "db": after, "ray": ray_used, "jobs": sorted(held_after)})
         time.sleep(0.1)  # sampling period
     return samples
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_stop_requeues_running_jobs_and_kills_their_processes(settings_factory, backend, scheduler_factory,
+                                                               tmp_path) -> None:
+    settings = settings_factory(backend)
+    service = JobService.from_settings(settings)
+    handle = scheduler_factory(settings)
+    script = ('#!/bin/bash\necho $$ > pid-$SLURM_JOB_ID\n'
+              'if [ "$SLURM_RESTART_COUNT" = 0 ]; then sleep 60; fi\n')
+    again = service.submit(spec(script, working_dir=str(tmp_path))).id
+    once = service.submit(spec(script, requeue=False, working_dir=str(tmp_path))).id
+    wait_for(lambda: all((tmp_path / f"pid-{i}").exists() for i in (again, once)), 30)
+    pids = [int((tmp_path / f"pid-{i}").read_text()) for i in (again, once)]
+    ray.get(handle.stop.remote(), timeout=60)
+    requeued, cancelled = service.get(again), service.get(once)
+    assert (requeued.state, requeued.restart_count) == (jobs.JobState.PENDING, 1)
+    assert requeued.reason.startswith("Requeued")
+    assert cancelled.state is jobs.JobState.CANCELLED
+    assert service.repository.unreleased_allocations() == []
+    assert not any(_pid_alive(pid) for pid in pids)
+    ray.get(handle.start.remote(), timeout=60)  # started again, it runs the requeued job
+    wait_for(lambda: service.get(again).state is jobs.JobState.COMPLETED, 30)
+
+
+def test_start_reconciles_running_rows_left_by_a_dead_scheduler(settings_factory, backend, scheduler_factory,
+                                                                tmp_path) -> None:
+    from conductor.db.repository import Start
+
+    settings = settings_factory(backend)
+    service = JobService.from_settings(settings)
+    requeue = service.submit(spec("true", working_dir=str(tmp_path))).id
+    no_requeue = service.submit(spec("true", requeue=False, working_dir=str(tmp_path))).id
+    service.repository.start_jobs([Start(i, "gone", "ray-gone", 2, 100) for i in (requeue, no_requeue)])
+    scheduler_factory(settings)
+    wait_for(lambda: service.get(requeue).state is jobs.JobState.COMPLETED, 30)
+    assert service.get(requeue).restart_count == 1
+    failed = service.get(no_requeue)
+    assert failed.state is jobs.JobState.NODE_FAIL and "scheduler restarted" in failed.reason
+    assert service.repository.unreleased_allocations() == []
+
+
+def test_a_second_scheduler_on_the_same_database_is_refused(settings_factory, backend, scheduler_factory,
+                                                           tmp_path) -> None:
+    from conductor import scheduler
+    from conductor.exceptions import SchedulerBusy
+
+    settings = settings_factory(backend)
+    service = JobService.from_settings(settings)
+    scheduler_factory(settings)
+    job = service.submit(spec("sleep 3", working_dir=str(tmp_path))).id
+    wait_for(lambda: service.get(job).state is jobs.JobState.RUNNING, 30)
+    other = settings.model_copy(update={"ray_namespace": settings.ray_namespace + "-other"})
+    intruder = scheduler.get_or_create(other)
+    try:
+        with pytest.raises(SchedulerBusy):
+            scheduler.start(intruder)
+        assert service.get(job).state is jobs.JobState.RUNNING, "the intruder must not touch running jobs"
+    finally:
+        ray.kill(intruder, no_restart=True)
+    wait_for(lambda: service.get(job).state is jobs.JobState.COMPLETED, 30)

@@ -1,0 +1,80 @@
+"""SchedulerLease: at most one scheduler works on a database at a time.
+
+A second scheduler would take the first one's RUNNING jobs for orphans and requeue them.
+PostgreSQL: a session advisory lock held on a dedicated connection (released by the server
+when that connection ends, so a crashed scheduler frees it).  SQLite: an exclusive flock on
+a file beside the database (SQLite serves one host, and so does the lock).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.engine import make_url
+
+from conductor.db.repository import translate_errors
+from conductor.exceptions import SchedulerBusy
+
+#: The advisory lock key: "cond" in ASCII.
+ADVISORY_LOCK_KEY = 0x636F6E64
+
+
+class SchedulerLease:
+    """Held from ``acquire`` until ``release`` (or the process's end)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._held: Any = None
+
+    def acquire(self) -> None:
+        """Take the lease or raise SchedulerBusy."""
+        if self._held is not None:
+            return
+        url = self._engine.url
+        if url.get_backend_name() == "postgresql":
+            self._held = self._advisory_lock()
+        else:
+            self._held = self._file_lock(url.database or "")
+
+    def _advisory_lock(self) -> Any:
+        with translate_errors():
+            connection = self._engine.connect()
+            got = connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}).scalar()
+            connection.commit()
+        if not got:
+            connection.close()
+            raise SchedulerBusy(f"another conductor scheduler is working on {_safe(self._engine)}")
+        return connection
+
+    def _file_lock(self, database: str) -> Any:
+        path = f"{database}.scheduler-lock" if database and database != ":memory:" else None
+        if path is None:
+            return True
+        handle = open(path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise SchedulerBusy(f"another conductor scheduler is working on {database}") from None
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        return handle
+
+    def release(self) -> None:
+        held, self._held = self._held, None
+        if held is None or held is True:
+            return
+        if isinstance(held, Connection):
+            # Closing would only return the connection to the pool, still holding the lock.
+            with contextlib.suppress(Exception):
+                held.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY})
+            held.invalidate()
+        held.close()
+
+
+def _safe(engine: Engine) -> str:
+    return make_url(str(engine.url)).render_as_string(hide_password=True)
