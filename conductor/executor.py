@@ -5,6 +5,11 @@ stdout and stderr in files, waits for it without polling (a pidfd), enforces the
 limit (SIGTERM to the group, KillWait grace, SIGKILL), and on the way out kills whatever
 the script left behind in its group (invariant 6).  Cancellation arrives from Ray as
 KeyboardInterrupt and is handled the same way.
+
+At each 0.5 s wake-up it sums the resident memory of the group's processes: the peak is
+the job's MaxRSS, and a sum over the memory limit SIGKILLs the group (as a memory cgroup
+would).  While the job runs its group id is in ``<tmp>/conductor-run/<job_id>.pgid``, so
+that ``signal_job`` (another task on the same node) can signal it without ending it.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
+from typing import Iterator
 
 #: Variables of the worker's own environment a job gets when it does not set them.
 BASE_ENVIRONMENT_KEYS = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ", "TMPDIR")
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+_PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,7 @@ class RunRequest:
     argv: tuple[str, ...] = ()
     time_limit_s: int | None = None
     kill_wait_s: float = 30.0
+    memory_limit_mb: int | None = None  # None or 0: no limit (sbatch --mem=0)
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,7 @@ class RunResult:
     signal: int | None = None
     timed_out: bool = False
     cancelled: bool = False
+    out_of_memory: bool = False
     launch_error: str | None = None
     cpu_time_user_s: float = 0.0
     cpu_time_system_s: float = 0.0
@@ -106,44 +115,111 @@ def _environment(request: RunRequest) -> dict[str, str]:
 
 def _supervise(process: subprocess.Popen, request: RunRequest) -> RunResult:
     started = time.monotonic()
-    deadline = started + request.time_limit_s if request.time_limit_s else None
+    memory = _MemoryWatch(process.pid, request.memory_limit_mb)
     pidfd = os.pidfd_open(process.pid)
-    timed_out = cancelled = False
     try:
-        try:
-            if not _wait_exit(pidfd, deadline):
-                timed_out = True
-                _terminate_group(process.pid, pidfd, request.kill_wait_s)
-        except KeyboardInterrupt:  # ray.cancel()
-            cancelled = True
-            _terminate_group(process.pid, pidfd, request.kill_wait_s)
+        with _pgid_recorded(request.job_id, process.pid):
+            try:
+                ending = _watch(process.pid, pidfd, request, memory)
+            finally:
+                _kill_group(process.pid, signal.SIGKILL)  # whatever the script left behind
     finally:
-        # The leader is a zombie until reaped, so its pid (the group id) cannot be reused yet.
-        _kill_group(process.pid, signal.SIGKILL)  # whatever the script left behind
         os.close(pidfd)
+    # Reaped only now: until then the leader is a zombie, so its pid (the group id, which
+    # was in the pgid file until just above) cannot be reused by another process.
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = status  # keep Popen from waiting on a reaped pid
     exited = os.WIFEXITED(status)
+    # MaxRSS is the sampled peak, not ru_maxrss: on Linux that counts the Ray worker's
+    # RSS the child had between fork and exec.  CPU times do come from rusage.
     return RunResult(
         exit_code=os.WEXITSTATUS(status) if exited else 0,
         signal=None if exited else os.WTERMSIG(status),
-        timed_out=timed_out, cancelled=cancelled, cpu_time_user_s=usage.ru_utime,
-        cpu_time_system_s=usage.ru_stime, max_rss_kb=usage.ru_maxrss, elapsed_s=time.monotonic() - started)
+        timed_out=ending == "timeout", cancelled=ending == "cancelled", out_of_memory=ending == "oom",
+        cpu_time_user_s=usage.ru_utime, cpu_time_system_s=usage.ru_stime, max_rss_kb=memory.peak_kb,
+        elapsed_s=time.monotonic() - started)
 
 
-def _wait_exit(pidfd: int, deadline: float | None) -> bool:
-    """Block until the process exits (True) or the deadline passes (False).
+def _watch(pgid: int, pidfd: int, request: RunRequest, memory: _MemoryWatch) -> str:
+    """Wait for the job, enforcing its limits: "exited", "timeout", "oom" or "cancelled"."""
+    deadline = time.monotonic() + request.time_limit_s if request.time_limit_s else None
+    try:
+        if _wait_exit(pidfd, deadline, memory):
+            return "exited"
+        if memory.exceeded:
+            _kill_group(pgid, signal.SIGKILL)  # no grace, as the OOM killer / a memory cgroup
+            return "oom"
+        _terminate_group(pgid, pidfd, request.kill_wait_s)
+        return "timeout"
+    except KeyboardInterrupt:  # ray.cancel()
+        _terminate_group(pgid, pidfd, request.kill_wait_s)
+        return "cancelled"
 
-    The wait is cut into 0.5 s slices only so that Ray's KeyboardInterrupt gets
-    a chance to run: select() itself is not interruptible by it.
+
+def _wait_exit(pidfd: int, deadline: float | None, memory: _MemoryWatch) -> bool:
+    """Block until the process exits (True), or the deadline passes or memory runs over (False).
+
+    The wait is cut into 0.5 s slices so that Ray's KeyboardInterrupt gets a chance
+    to run (select() itself is not interruptible by it); each slice also samples the
+    job's memory, the first one right after launch so that a short job has a figure.
     """
     while True:
+        if memory.sample():
+            return False
         timeout = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
         ready, _, _ = select.select([pidfd], [], [], timeout)
         if ready:
             return True
         if deadline is not None and time.monotonic() >= deadline:
             return False
+
+
+class _MemoryWatch:
+    """Samples the summed RSS of one process group; keeps the peak and the over-limit verdict."""
+
+    def __init__(self, pgid: int, limit_mb: int | None) -> None:
+        self.pgid = pgid
+        self.limit_kb = limit_mb * 1024 if limit_mb else None
+        self.peak_kb = 0
+        self.exceeded = False
+
+    def sample(self) -> bool:
+        """Take one sample; True when the group is over its limit."""
+        rss_kb = _group_rss_kb(self.pgid)
+        self.peak_kb = max(self.peak_kb, rss_kb)
+        self.exceeded = self.limit_kb is not None and rss_kb > self.limit_kb
+        return self.exceeded
+
+
+def _group_rss_kb(pgid: int) -> int:
+    """Sum of the resident memory (KiB) of every process in group ``pgid``.
+
+    By group rather than by parentage, so that a child whose parent exited (reparented
+    away from the script) still counts.  Field 24 of /proc/<pid>/stat is the same RSS as
+    statm's and VmRSS; reading it from stat costs one open per process, not two.
+    """
+    pages = 0
+    for name in os.listdir("/proc"):
+        fields = _stat_fields(name) if name.isdigit() else None
+        if fields is not None and int(fields[2]) == pgid:  # field 5, pgrp
+            pages += int(fields[21])  # field 24, rss in pages
+    return pages * _PAGE_KB
+
+
+def _stat_fields(pid: str) -> list[bytes] | None:
+    """Fields 3 onwards of /proc/<pid>/stat; None when the process has gone."""
+    # os.open/os.read rather than open(): a third of the cost, and this runs per process per sample.
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        stat = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return stat.rsplit(b")", 1)[1].split()  # after the command name, which may hold spaces or ')'
 
 
 def _terminate_group(pgid: int, pidfd: int, grace_s: float) -> None:
@@ -158,3 +234,45 @@ def _terminate_group(pgid: int, pidfd: int, grace_s: float) -> None:
 def _kill_group(pgid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signum)
+
+
+def signal_job(job_id: int, signum: int) -> bool:
+    """Send ``signum`` to every process of job ``job_id`` running on this node, without ending it.
+
+    Returns False when no such job runs here (no pgid file, or a stale one whose group
+    is gone).  Must run on the job's node: the pgid file is per node.
+    """
+    try:
+        with open(_pgid_path(job_id), encoding="ascii") as handle:
+            pgid = int(handle.read())
+    except (FileNotFoundError, ValueError):
+        return False
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):  # PermissionError: the id now belongs to someone else
+        return False
+    return True
+
+
+def _pgid_path(job_id: int) -> str:
+    return os.path.join(tempfile.gettempdir(), "conductor-run", f"{job_id}.pgid")
+
+
+@contextlib.contextmanager
+def _pgid_recorded(job_id: int, pgid: int) -> Iterator[None]:
+    """Keep the job's group id in its pgid file for the duration of the block."""
+    path = _pgid_path(job_id)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    partial = f"{path}.{os.getpid()}"
+    with open(partial, "w", encoding="ascii") as handle:
+        handle.write(str(pgid))
+    os.replace(partial, path)  # signal_job never reads a half-written file
+    try:
+        yield
+    finally:
+        # Only our own: a later attempt of the same job on this node may have replaced it.
+        with contextlib.suppress(OSError, ValueError):
+            with open(path, encoding="ascii") as handle:
+                ours = int(handle.read()) == pgid
+            if ours:
+                os.remove(path)

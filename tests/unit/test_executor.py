@@ -5,13 +5,16 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conductor.executor import DEFAULT_PATH, RunRequest, RunResult, run_job
+from conductor.executor import DEFAULT_PATH, RunRequest, RunResult, run_job, signal_job
 from tests.helpers import wait_for
 
 
@@ -234,3 +237,106 @@ def test_spool_directory_is_removed(tmp_path: Path) -> None:
     assert script_path.name == "script"
     assert script_path.parent.name.startswith("conductor-job987654-")
     assert not script_path.parent.exists()
+
+
+def hold_memory(mb: int, seconds: float) -> str:
+    """A command line: a Python process that keeps ``mb`` MiB resident for ``seconds``."""
+    return f"{sys.executable} -c 'b = bytearray({mb} * 1024 * 1024); import time; time.sleep({seconds})'"
+
+
+def test_max_rss_is_the_job_s_own_peak(tmp_path: Path) -> None:
+    result = run(tmp_path, f"#!/bin/bash\n{hold_memory(50, 1.5)}\n")
+    assert result.exit_code == 0
+    assert 40 * 1024 <= result.max_rss_kb <= 200 * 1024
+
+
+def test_max_rss_of_a_small_job_does_not_include_the_worker(tmp_path: Path) -> None:
+    result = run(tmp_path, "#!/bin/bash\nsleep 1.5\n")
+    assert result.exit_code == 0
+    assert 0 < result.max_rss_kb < 20 * 1024  # ru_maxrss would say the worker's ~90 MB
+
+
+def test_a_very_short_job_has_a_max_rss(tmp_path: Path) -> None:
+    assert run(tmp_path, "#!/bin/bash\nsleep 0.1\n").max_rss_kb > 0
+
+
+# ---- memory limit --------------------------------------------------------------------------------
+
+
+def test_memory_limit_kills_the_job_at_once(tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = run(tmp_path, f"#!/bin/bash\n{hold_memory(300, 30)} &\necho $! > child.pid\nwait\n",
+                 memory_limit_mb=100, kill_wait_s=30)
+    pid = int(read(tmp_path / "child.pid"))
+    assert result.out_of_memory is True
+    assert (result.signal, result.timed_out, result.cancelled) == (signal.SIGKILL, False, False)
+    assert time.monotonic() - started < 3.0  # SIGKILL, no KillWait
+    assert result.max_rss_kb > 100 * 1024
+    wait_for(lambda: not pid_alive(pid), timeout_s=2, message=f"process {pid} over the limit to die")
+
+
+@pytest.mark.parametrize("limit", [None, 0])
+def test_no_memory_limit(tmp_path: Path, limit: int | None) -> None:
+    result = run(tmp_path, f"#!/bin/bash\n{hold_memory(150, 0.7)}\n", memory_limit_mb=limit)
+    assert (result.exit_code, result.signal, result.out_of_memory) == (0, None, False)
+    assert result.max_rss_kb > 150 * 1024
+
+
+def test_memory_limit_applies_to_the_sum_of_the_job_s_processes(tmp_path: Path) -> None:
+    script = (f"#!/bin/bash\n{hold_memory(60, 30)} &\necho $! >> pids\n"
+              f"{hold_memory(60, 30)} &\necho $! >> pids\nwait\n")
+    result = run(tmp_path, script, memory_limit_mb=100)
+    pids = [int(line) for line in read(tmp_path / "pids").split()]
+    assert result.out_of_memory is True
+    assert 100 * 1024 < result.max_rss_kb < 200 * 1024  # each process alone is under 100 MB
+    for pid in pids:
+        wait_for(lambda: not pid_alive(pid), timeout_s=2, message=f"process {pid} to die")
+
+
+# ---- signals without ending ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private temporary directory, so pgid files of concurrent test runs cannot clash."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    return tmp_path / "conductor-run"
+
+
+def test_signal_job_reaches_a_running_job_that_keeps_running(tmp_path: Path, run_dir: Path) -> None:
+    marker, stop = tmp_path / "marker", tmp_path / "stop"
+    script = (f"#!/bin/bash\ntrap 'echo got >> {marker}' USR1\n"
+              f"while [ ! -e {stop} ]; do sleep 0.05; done\necho finished\n")
+    results: list[RunResult] = []
+    runner = threading.Thread(target=lambda: results.append(run(tmp_path, script, job_id=42)))
+    runner.start()
+    try:
+        pgid_file = wait_for(lambda: (run_dir / "42.pgid").exists() and run_dir / "42.pgid", timeout_s=5)
+        assert signal_job(42, signal.SIGUSR1) is True
+        wait_for(lambda: marker.exists() and read(marker) == "got\n", timeout_s=5, message="the trap to run")
+        assert runner.is_alive()
+    finally:
+        stop.touch()
+        runner.join(timeout=10)
+    assert (results[0].exit_code, results[0].signal) == (0, None)
+    assert read(tmp_path / "out.txt") == "finished\n"
+    assert not pgid_file.exists()
+    assert signal_job(42, signal.SIGUSR1) is False
+
+
+def test_signal_job_of_an_unknown_job(run_dir: Path) -> None:
+    assert signal_job(424242, signal.SIGUSR1) is False
+
+
+def test_signal_job_with_a_stale_pgid_file(run_dir: Path) -> None:
+    gone = subprocess.Popen(["true"], start_new_session=True)
+    gone.wait()
+    run_dir.mkdir()
+    (run_dir / "7.pgid").write_text(str(gone.pid))
+    assert signal_job(7, signal.SIGUSR1) is False
+
+
+def test_pgid_file_is_removed_after_a_memory_kill(tmp_path: Path, run_dir: Path) -> None:
+    result = run(tmp_path, f"#!/bin/bash\n{hold_memory(200, 30)}\n", job_id=9, memory_limit_mb=50)
+    assert result.out_of_memory is True
+    assert run_dir.is_dir() and not (run_dir / "9.pgid").exists()
