@@ -8,7 +8,7 @@ from typing import AsyncIterator
 from fastapi import FastAPI
 
 from api import errors
-from api.routes import health, jobs
+from api.routes import control, health, jobs
 from conductor.config import Settings
 from conductor.service import JobService
 
@@ -34,5 +34,6 @@ def create_app(settings: Settings, *, service: JobService | None = None) -> Fast
         app.state.service = service
     errors.install(app)
     app.include_router(jobs.router)
+    app.include_router(control.router)
     app.include_router(health.router)
     return app

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
-from conductor import jobs, units
+from conductor import arrays, jobs, output, units
+from conductor.db import listing
 
 #: Bounds that keep values inside the database's integer columns.
 MAX_MEMORY_MB = 2**40
@@ -58,6 +59,33 @@ class JobDescription(BaseModel):
                                             "the scheduler stops or restarts while it runs (--requeue).")
     script: str | None = Field(None, description="The batch script (Slurm v0.0.41+ place); "
                                                  "the top-level script field is the seed's place.")
+    array: StrictStr | None = Field(None, description="Job array indexes (-a): 0-15, 1,3,5, 0-15:4, 0-99%10 "
+                                                      "(%N: at most N tasks run at once).", examples=["0-15%4"])
+    dependency: StrictStr | None = Field(None, description="Dependencies (-d): after, afterany, afterok, "
+                                                           "afternotok with :JOBID..., or singleton; ',' = and, "
+                                                           "'?' = or.", examples=["afterok:12:13"])
+    hold: bool = Field(False, description="Submit held (-H): PENDING with reason JobHeldUser until released.")
+    begin_time: Union[datetime, StrictInt, None] = Field(
+        None, description="Do not start before this time (--begin): ISO 8601, or a Unix timestamp.",
+        examples=["2026-11-28T16:00:00+00:00"])
+
+    @field_validator("array")
+    @classmethod
+    def _array(cls, value: str | None) -> str | None:
+        if value is not None:
+            arrays.parse(value)
+        return value
+
+    @field_validator("begin_time")
+    @classmethod
+    def _begin(cls, value: datetime | int | None) -> datetime | None:
+        if isinstance(value, int):
+            if not 0 <= value <= 2**40:
+                raise ValueError("is not a plausible Unix timestamp")
+            return datetime.fromtimestamp(value, tz=timezone.utc)
+        if value is not None and value.tzinfo is None:
+            raise ValueError("needs a time zone (e.g. +00:00 or Z)")
+        return value
 
     @field_validator("memory_per_node")
     @classmethod
@@ -133,8 +161,10 @@ class SubmitRequest(BaseModel):
 class SubmitResponse(BaseModel):
     """The new job's id, and the job as stored."""
 
-    job_id: int = Field(description="The new job's id.", examples=[42])
+    job_id: int = Field(description="The new job's id (for an array: the array's id, its first task's).",
+                        examples=[42])
     job: "JobOut"
+    array_task_ids: list[int] = Field(default_factory=list, description="For an array: every task's job id.")
 
 
 class JobOut(BaseModel):
@@ -169,6 +199,15 @@ class JobOut(BaseModel):
     cpu_time_user_s: float | None = Field(examples=[12.5])
     cpu_time_system_s: float | None = Field(examples=[0.4])
     max_rss_kb: int | None = Field(examples=[204800])
+    display_id: str = Field(description="Slurm's name for the job: 42, or 40_2 for an array task.",
+                            examples=["40_2"])
+    array_job_id: int | None = Field(None, examples=[40])
+    array_task_id: int | None = Field(None, examples=[2])
+    array_max_running: int | None = Field(None, description="The array's %N throttle.", examples=[4])
+    dependency: str | None = Field(None, examples=["afterok:12"])
+    hold: str | None = Field(None, description="null, user or admin.", examples=[None])
+    begin_time: datetime | None = Field(None, description="Earliest start (--begin).")
+    cancel_requested: bool = Field(False, description="A cancel was asked while the job ran.")
 
     @classmethod
     def from_job(cls, job: jobs.Job) -> "JobOut":
@@ -182,7 +221,9 @@ class JobOut(BaseModel):
             submit_time=job.submit_time, start_time=job.start_time, end_time=job.end_time, node=job.node_name,
             working_directory=spec.working_dir, stdout_path=job.stdout_path, stderr_path=job.stderr_path,
             cpu_time_user_s=job.cpu_time_user_s, cpu_time_system_s=job.cpu_time_system_s,
-            max_rss_kb=job.max_rss_kb)
+            max_rss_kb=job.max_rss_kb, display_id=job.display_id, array_job_id=spec.array_job_id,
+            array_task_id=spec.array_task_id, array_max_running=spec.array_max_running, dependency=spec.dependency,
+            hold=spec.hold, begin_time=spec.begin_time, cancel_requested=job.cancel_requested)
 
 
 class FieldError(BaseModel):
@@ -210,3 +251,95 @@ class HealthResponse(BaseModel):
 
 
 SubmitResponse.model_rebuild()
+
+
+_STATE_NAMES = ", ".join(state.value for state in jobs.JobState)
+#: Longest list a repeatable filter takes (each value is one bound SQL parameter).
+MAX_FILTER_VALUES = 1000
+_NAME_LIST = Annotated[list[Annotated[str, Field(max_length=255)]], Field(max_length=MAX_FILTER_VALUES)]
+
+
+class JobListQuery(BaseModel):
+    """``GET /api/jobs`` query: filters are ANDed, the values of a repeated filter ORed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state: _NAME_LIST = Field(
+        default_factory=list, description=f"Job state, repeatable or comma-separated, case-insensitive: "
+                                          f"{_STATE_NAMES}. Default: every state.",
+        examples=[["PENDING", "RUNNING"]])
+    user: _NAME_LIST = Field(default_factory=list, description="Submitting user (squeue -u); repeatable.",
+                             examples=[["alice"]])
+    account: _NAME_LIST = Field(default_factory=list, description="Account (-A); repeatable.",
+                                examples=[["physics"]])
+    partition: _NAME_LIST = Field(default_factory=list, description="Partition (-p); repeatable.",
+                                  examples=[["default"]])
+    name: _NAME_LIST = Field(default_factory=list, description="Job name (-n), exact; repeatable.",
+                             examples=[["train-model"]])
+    job_id: Annotated[list[Annotated[int, Field(ge=1, le=MAX_JOB_ID)]], Field(max_length=MAX_FILTER_VALUES)] = \
+        Field(default_factory=list, description="Job id (-j); repeatable.", examples=[[42, 43]])
+    since: datetime | None = Field(None, description="Submitted at or after (ISO 8601; UTC without an offset).",
+                                   examples=["2026-11-28T10:00:00+01:00"])
+    until: datetime | None = Field(None, description="Submitted at or before (ISO 8601; UTC without an offset).",
+                                   examples=["2026-11-28T18:00:00Z"])
+    ended_since: datetime | None = Field(None, description="Ended at or after (sacct -S); only ended jobs match.",
+                                         examples=["2026-11-28T00:00:00Z"])
+    ended_until: datetime | None = Field(None, description="Ended at or before (sacct -E); only ended jobs match.",
+                                         examples=["2026-11-29T00:00:00Z"])
+    cursor: int | None = Field(None, ge=0, le=MAX_JOB_ID, description="next_cursor of the previous page: "
+                                                                      "jobs with a larger id follow.",
+                               examples=[100])
+    limit: int = Field(100, ge=1, le=listing.MAX_LIMIT, description=f"Most jobs in one page (1 to {listing.MAX_LIMIT}).",
+                       examples=[100])
+
+    @field_validator("state")
+    @classmethod
+    def _states(cls, values: list[str]) -> list[str]:
+        names = [part.strip().upper() for value in values for part in value.split(",") if part.strip()]
+        for name in names:
+            if name not in jobs.JobState.__members__:
+                raise ValueError(f"{name!r} is not a job state; use one of {_STATE_NAMES}")
+        return names
+
+
+class JobListResponse(BaseModel):
+    """One page of jobs in id order."""
+
+    jobs: list[JobOut]
+    next_cursor: int | None = Field(description="Pass as cursor for the next page; null on the last page.",
+                                    examples=[None])
+
+
+class OutputQuery(BaseModel):
+    """``GET /api/jobs/{job_id}/output`` query."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stream: str = Field("stdout", description="stdout or stderr; stderr is the stdout file when the job "
+                                              "has no -e.", examples=["stderr"])
+    offset: int = Field(0, ge=0, le=2**62, description="First byte to return (the previous "
+                                                        "X-Conductor-Output-Next-Offset when following).",
+                        examples=[0])
+    limit: int = Field(1024 * 1024, ge=1, le=output.MAX_LIMIT_BYTES, description="Most bytes to return.",
+                       examples=[1048576])
+    tail: int | None = Field(None, ge=1, le=output.MAX_LIMIT_BYTES, description="Return the last this many bytes "
+                                                                          "instead (offset and limit ignored).",
+                             examples=[4096])
+
+    @field_validator("stream")
+    @classmethod
+    def _stream(cls, value: str) -> str:
+        if value not in ("stdout", "stderr"):
+            raise ValueError(f"{value!r} is not a stream; use stdout or stderr")
+        return value
+
+
+class ControlResponse(BaseModel):
+    """Which jobs an operation changed (an array's id expands to its tasks)."""
+
+    cancelled: list[int] = Field(default_factory=list, description="Pending jobs now CANCELLED.")
+    signalled: list[int] = Field(default_factory=list, description="Running jobs sent the signal "
+                                                                   "(or, without one, being terminated).")
+    held: list[int] = Field(default_factory=list)
+    released: list[int] = Field(default_factory=list)
+    requeued: list[int] = Field(default_factory=list)

@@ -118,7 +118,9 @@ def backends(workdir: Path) -> Iterator[dict[str, dict]]:
         with contextlib.suppress(Exception), admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         with contextlib.suppress(Exception):
-            redis.Redis.from_url(REDIS).flushdb()
+            client = redis.Redis.from_url(REDIS)
+            for key in client.scan_iter("conductor:bench-*"):
+                client.delete(key)
 
 
 def main() -> None:

@@ -27,6 +27,10 @@ class ApiClient:
     def submit(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._request("POST", "/api/jobs/submit", json=body)
 
+    def control(self, job_id: int, action: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """POST /api/jobs/{id}/{cancel|hold|release|requeue}."""
+        return self._request("POST", f"/api/jobs/{job_id}/{action}", params=params or {})
+
     def job(self, job_id: int) -> dict[str, Any]:
         return self._request("GET", f"/api/jobs/{job_id}")
 
@@ -41,5 +45,43 @@ class ApiClient:
             body = {}
         if response.is_success:
             return body
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        raise ClientError(error.get("message") or f"HTTP {response.status_code} from {self.base_url}{path}")
+
+    def list_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
+        """One page of ``GET /api/jobs``: ``{"jobs": [...], "next_cursor": int | None}``."""
+        return self._request("GET", "/api/jobs", params=params)
+
+    def all_jobs(self, params: dict[str, Any], *, page_size: int = 1000) -> list[dict[str, Any]]:
+        """Every job matching ``params``, following next_cursor page by page."""
+        found: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            query = {**params, "limit": page_size} if cursor is None else {**params, "limit": page_size,
+                                                                           "cursor": cursor}
+            page = self.list_jobs(query)
+            found.extend(page["jobs"])
+            cursor = page.get("next_cursor")
+            if cursor is None:
+                return found
+
+    def output(self, job_id: int, params: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        """``GET /api/jobs/{id}/output``: the text and the X-Conductor-* headers (lower-case names)."""
+        path = f"/api/jobs/{job_id}/output"
+        try:
+            response = self._http.get(path, params=params)
+        except httpx.HTTPError as exc:
+            raise ClientError(f"cannot reach the conductor API at {self.base_url}: {exc}") from None
+        if not response.is_success:
+            self._raise_for(response, path)
+        headers = {k.lower(): v for k, v in response.headers.items() if k.lower().startswith("x-conductor-")}
+        return response.text, headers
+
+    def _raise_for(self, response: httpx.Response, path: str) -> None:
+        """Raise ClientError with the API's one-line message for an error response."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
         error = body.get("error", {}) if isinstance(body, dict) else {}
         raise ClientError(error.get("message") or f"HTTP {response.status_code} from {self.base_url}{path}")

@@ -10,19 +10,20 @@ Examples::
 
 from __future__ import annotations
 
-import getpass
-import json
-import os
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from cli import client as api_client
-from conductor import units
+from cli import sbatch
 from conductor.config import Settings, load_settings
 from conductor.exceptions import ConductorError
+
+#: How often ``submit --wait`` asks for the job's state.
+WAIT_POLL_S = 0.5
 
 app = typer.Typer(
     name="conductor", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -73,76 +74,36 @@ def worker(ctx: typer.Context) -> None:
     daemon.run_worker(_settings(ctx))
 
 
-@app.command()
-def submit(
-    ctx: typer.Context,
-    script: Optional[Path] = typer.Argument(None, help="Batch script; read from stdin when omitted or '-'."),
-    args: Optional[list[str]] = typer.Argument(None, help="Arguments passed to the script."),
-    job_name: Optional[str] = typer.Option(None, "-J", "--job-name", help="Job name (default: script name)."),
-    account: str = typer.Option("", "-A", "--account", help="Account to charge."),
-    partition: Optional[str] = typer.Option(None, "-p", "--partition", help="Partition."),
-    cpus_per_task: int = typer.Option(1, "-c", "--cpus-per-task", help="CPUs per task."),
-    ntasks_per_node: int = typer.Option(1, "--ntasks-per-node", help="Tasks per node."),
-    mem: Optional[str] = typer.Option(None, "--mem", help="Memory per node: 8G, 512M (default unit MB)."),
-    time: Optional[str] = typer.Option(None, "-t", "--time", help="Time limit: min, h:m:s, d-h:m:s; 0 = none."),
-    output: Optional[str] = typer.Option(None, "-o", "--output", help="stdout file pattern (%j %x %u %%)."),
-    error: Optional[str] = typer.Option(None, "-e", "--error", help="stderr file pattern."),
-    chdir: Optional[Path] = typer.Option(None, "-D", "--chdir", help="Working directory (default: here)."),
-    parsable: bool = typer.Option(False, "--parsable", help="Print only the job id."),
-) -> None:
-    """Submit a batch script, like sbatch.  Prints "Submitted batch job ID".
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                               "help_option_names": []}, add_help_option=False)
+def submit(ctx: typer.Context) -> None:
+    """Submit a batch script, like sbatch (conductor submit --help lists the options).
 
     Example: conductor submit train.sh -c 4 --mem 8G -t 1:00:00 -J train
     """
-    text, name = _read_script(script)
-    job = {"name": job_name or name, "account": account, "cpus_per_task": cpus_per_task,
-           "ntasks_per_node": ntasks_per_node, "argv": list(args or []), "user": getpass.getuser(),
-           "current_working_directory": str((chdir or Path.cwd()).resolve()), "environment": dict(os.environ)}
-    optional = {"partition": partition, "memory_per_node": mem, "time_limit": time, "standard_output": output,
-                "standard_error": error}
-    job.update({key: value for key, value in optional.items() if value is not None})
-    _check_local(mem, time)
-    reply = _call(lambda c: c.submit({"job": job, "script": text}), ctx)
-    typer.echo(str(reply["job_id"]) if parsable else f"Submitted batch job {reply['job_id']}")
-
-
-@app.command()
-def show(
-    ctx: typer.Context,
-    job_id: int = typer.Argument(..., help="Job id."),
-    as_json: bool = typer.Option(False, "--json", help="Print the job as JSON."),
-) -> None:
-    """Show every field of a job, like scontrol show job.
-
-    Example: conductor show 42 --json
-    """
-    job = _call(lambda c: c.job(job_id), ctx)
-    if as_json:
-        typer.echo(json.dumps(job, indent=2))
-        return
-    for key, value in job.items():
-        typer.echo(f"{key}={'' if value is None else value}")
-
-
-def _read_script(script: Optional[Path]) -> tuple[str, str]:
-    if script is None or str(script) == "-":
-        return sys.stdin.read(), "sbatch"
     try:
-        return script.read_text(encoding="utf-8"), script.name
-    except (OSError, UnicodeDecodeError) as exc:
-        fail(f"cannot read script {script}: {exc}")
-        raise AssertionError  # unreachable: fail() exits
+        submission = sbatch.parse(list(ctx.args))
+    except sbatch.HelpRequested as help_text:
+        typer.echo(str(help_text), nl=False)
+        return
+    except sbatch.UsageError as exc:
+        fail(str(exc), code=2)
+    reply = _call(lambda c: c.submit(submission.body), ctx)
+    job_id = reply["job_id"]
+    typer.echo(str(job_id) if submission.parsable else f"Submitted batch job {job_id}")
+    if submission.wait:
+        raise typer.Exit(_wait_for_exit_code(ctx, job_id))
 
 
-def _check_local(mem: Optional[str], time: Optional[str]) -> None:
-    """Catch malformed sizes and times before any request is sent."""
-    for flag, value, parse in (("--mem", mem, units.parse_memory_mb), ("--time", time, units.parse_time_limit_s)):
-        if value is None:
-            continue
-        try:
-            parse(value)
-        except ValueError as exc:
-            fail(f"{flag}: {exc}")
+def _wait_for_exit_code(ctx: typer.Context, job_id: int) -> int:
+    """sbatch --wait: block until the job ends; its exit code, 1 when a signal ended it."""
+    while True:
+        job = _call(lambda c: c.job(job_id), ctx)
+        if job["state"] not in ("PENDING", "RUNNING"):
+            if job["signal"]:
+                return 1
+            return job["return_code"] if job["return_code"] is not None else 1
+        time.sleep(WAIT_POLL_S)
 
 
 def _call(action, ctx: typer.Context):  # noqa: ANN001, ANN202
@@ -171,3 +132,7 @@ def _one_line(exc: BaseException) -> str:
         exc = cause
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+from cli import control  # noqa: E402,F401  registers cancel/hold/release/requeue
+from cli import query  # noqa: E402,F401  registers queue/history/show/logs (they use app, fail and _call)

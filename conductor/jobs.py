@@ -57,12 +57,19 @@ class Reason:
     TIME_LIMIT = "TimeLimit"
     OUT_OF_MEMORY = "OutOfMemory"
     REQUEUED = "Requeued"
+    DEPENDENCY = "Dependency"  #: waits for the jobs it depends on
+    DEPENDENCY_NEVER = "DependencyNeverSatisfied"  #: its dependency can no longer be met
+    HELD_USER = "JobHeldUser"
+    HELD_ADMIN = "JobHeldAdmin"
+    BEGIN_TIME = "BeginTime"  #: --begin is still in the future
+    ARRAY_TASK_LIMIT = "JobArrayTaskLimit"  #: the array's %N throttle is reached
 
 
 #: Job name Slurm gives a script read from stdin.
 DEFAULT_JOB_NAME = "sbatch"
 DEFAULT_PARTITION = "default"
 DEFAULT_OUTPUT_PATTERN = "conductor-%j.out"
+DEFAULT_ARRAY_OUTPUT_PATTERN = "conductor-%A_%a.out"
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,12 @@ class JobSpec:
     requeue: bool = True
     stdout_pattern: str | None = None
     stderr_pattern: str | None = None
+    hold: str | None = None  #: None, "user" or "admin"
+    begin_time: datetime | None = None
+    dependency: str | None = None
+    array_job_id: int | None = None
+    array_task_id: int | None = None
+    array_max_running: int | None = None
 
     @property
     def total_cpus(self) -> int:
@@ -124,6 +137,14 @@ class Job:
     cpu_time_user_s: float | None = None
     cpu_time_system_s: float | None = None
     max_rss_kb: int | None = None
+    cancel_requested: bool = False
+
+    @property
+    def display_id(self) -> str:
+        """``42``, or Slurm's ``40_2`` for task 2 of array job 40."""
+        if self.spec.array_job_id is not None and self.spec.array_task_id is not None:
+            return f"{self.spec.array_job_id}_{self.spec.array_task_id}"
+        return str(self.id)
 
     @property
     def exit_code_text(self) -> str:
@@ -185,6 +206,8 @@ def job_environment(job: Job, *, node_name: str) -> dict[str, str]:
         "SUBMIT_DIR": spec.working_dir,
         "RESTART_COUNT": str(job.restart_count),
     }
+    if spec.array_job_id is not None and spec.array_task_id is not None:
+        values.update(ARRAY_JOB_ID=str(spec.array_job_id), ARRAY_TASK_ID=str(spec.array_task_id))
     env = dict(spec.environment)
     for key, value in values.items():
         env[f"CONDUCTOR_{key}"] = value

@@ -11,8 +11,10 @@ of small ones.  A job no live node could ever hold does not block anyone (Partit
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Iterable, Sequence
 
+from conductor.dependencies import Verdict
 from conductor.jobs import Reason
 
 
@@ -53,6 +55,8 @@ class Candidate:
     memory_mb: int
     priority: int
     submit_order: float  #: submit time as a number; earlier first
+    array_job_id: int | None = None
+    array_max_running: int | None = None  #: the array's %N throttle
 
 
 @dataclass
@@ -75,13 +79,35 @@ def best_fit(nodes: Iterable[NodeSlot], cpus: int, memory_mb: int) -> NodeSlot |
     return min(fitting, key=lambda n: (n.free_cpus - cpus, n.free_memory_mb - memory_mb, n.name))
 
 
-def plan_pass(pending: Sequence[Candidate], nodes: Sequence[NodeSlot], free_slots: int) -> Plan:
-    """Decide one pass.  ``pending`` must be in order_key order; ``nodes`` are updated in place."""
+def blocked_reason(*, hold: str | None, begin_time: datetime | None, now: datetime,
+                   dependency: Verdict | None) -> str | None:
+    """Why a pending job may not start whatever the resources, or None when it may."""
+    if hold:
+        return Reason.HELD_ADMIN if hold == "admin" else Reason.HELD_USER
+    if dependency is Verdict.NEVER:
+        return Reason.DEPENDENCY_NEVER
+    if dependency is Verdict.WAIT:
+        return Reason.DEPENDENCY
+    if begin_time is not None and begin_time > now:
+        return Reason.BEGIN_TIME
+    return None
+
+
+def plan_pass(pending: Sequence[Candidate], nodes: Sequence[NodeSlot], free_slots: int, *,
+              array_running: dict[int, int] | None = None) -> Plan:
+    """Decide one pass.  ``pending`` must be in order_key order; ``nodes`` are updated in place.
+
+    ``array_running`` counts the running tasks of each array (for the %N throttle).
+    """
     plan = Plan()
     blocked: set[str] = set()
+    array_running = dict(array_running or {})
     for job in pending:
         if not any(node.can_ever_hold(job.cpus, job.memory_mb) for node in nodes):
             plan.reasons[job.job_id] = Reason.PARTITION_CONFIG
+            continue
+        if job.array_max_running is not None and array_running.get(job.array_job_id, 0) >= job.array_max_running:
+            plan.reasons[job.job_id] = Reason.ARRAY_TASK_LIMIT
             continue
         if job.partition in blocked:
             plan.reasons[job.job_id] = Reason.PRIORITY
@@ -94,5 +120,7 @@ def plan_pass(pending: Sequence[Candidate], nodes: Sequence[NodeSlot], free_slot
         node.used_cpus += job.cpus
         node.used_memory_mb += job.memory_mb
         free_slots -= 1
+        if job.array_job_id is not None:
+            array_running[job.array_job_id] = array_running.get(job.array_job_id, 0) + 1
         plan.starts.append((job, node))
     return plan

@@ -37,8 +37,12 @@ from conductor.exceptions import QueueUnavailable
 log = logging.getLogger(__name__)
 
 GROUP = "scheduler"
-#: The stream field that carries the job id.
-JOB_FIELD = "job"
+#: The stream fields: the job id, the operation, and its argument (a signal number, say).
+JOB_FIELD, OP_FIELD, ARG_FIELD = "job", "op", "arg"
+#: Operations an entry may carry.  SUBMIT entries stay pending until the job ends; the
+#: others are control messages, acknowledged once handled.
+SUBMIT, CANCEL, SIGNAL, RELOAD, REQUEUE = "submit", "cancel", "signal", "reload", "requeue"
+OPERATIONS = (SUBMIT, CANCEL, SIGNAL, RELOAD, REQUEUE)
 #: How long a blocking read waits before returning empty (a safety net, not a poll period).
 DEFAULT_BLOCK_S = 5.0
 #: The consumer's socket timeout: a blocking read never waits longer than half of it.
@@ -52,16 +56,18 @@ def stream_key(namespace: str) -> str:
 
 @dataclass(frozen=True)
 class Entry:
-    """One delivery: the queue's entry id and the job id it carries."""
+    """One delivery: the queue's entry id, the job id it carries, and what it asks."""
 
     entry_id: str
     job_id: int
+    op: str = SUBMIT
+    arg: str = ""
 
 
 class JobQueue(Protocol):
     """Producer side, used by the service after the job row is committed."""
 
-    def push(self, job_ids: Sequence[int]) -> None: ...
+    def push(self, job_ids: Sequence[int], op: str = SUBMIT, arg: str = "") -> None: ...
 
     def ping(self) -> None: ...
 
@@ -100,11 +106,14 @@ class RedisQueue:
         self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
         self._key = stream_key(namespace)
 
-    def push(self, job_ids: Sequence[int]) -> None:
+    def push(self, job_ids: Sequence[int], op: str = SUBMIT, arg: str = "") -> None:
+        if not job_ids:
+            return
+        fields = {} if op == SUBMIT else {OP_FIELD: op, ARG_FIELD: arg}
         with _redis_errors():
             pipe = self._client.pipeline(transaction=False)
             for job_id in job_ids:
-                pipe.xadd(self._key, {JOB_FIELD: job_id})
+                pipe.xadd(self._key, {JOB_FIELD: job_id, **fields})
             pipe.execute()
 
     def ping(self) -> None:
@@ -149,7 +158,7 @@ class RedisConsumer:
         for entry_id, fields in messages:
             try:
                 entries.append(_entry(entry_id, fields))
-            except (TypeError, ValueError):
+            except (KeyError, TypeError, ValueError):
                 poison.append(entry_id)
         if poison:
             log.warning("dropping %d malformed queue entries: %s", len(poison), poison[:10])
@@ -189,9 +198,13 @@ class RedisConsumer:
 
 
 def _entry(entry_id: bytes | str, fields: dict) -> Entry:
-    raw = fields.get(JOB_FIELD.encode()) or fields.get(JOB_FIELD)
+    decoded = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+               for k, v in fields.items()}
+    op = decoded.get(OP_FIELD, SUBMIT)
+    if op not in OPERATIONS:
+        raise ValueError(f"unknown operation {op!r}")
     text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    return Entry(text, int(raw))
+    return Entry(text, int(decoded[JOB_FIELD]), op, decoded.get(ARG_FIELD, ""))
 
 
 # -- Embedded ------------------------------------------------------------------------------
@@ -212,11 +225,13 @@ class EmbeddedQueue:
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._socket.setblocking(False)
 
-    def push(self, job_ids: Sequence[int]) -> None:
+    def push(self, job_ids: Sequence[int], op: str = SUBMIT, arg: str = "") -> None:
+        if not job_ids:
+            return
         now = datetime.now(timezone.utc)
+        rows = [{"job_id": job_id, "delivered": False, "enqueued_at": now, "op": op, "arg": arg} for job_id in job_ids]
         with translate_errors(), self._engine.begin() as connection:
-            connection.execute(QueueEntryRow.__table__.insert(),
-                               [{"job_id": job_id, "delivered": False, "enqueued_at": now} for job_id in job_ids])
+            connection.execute(QueueEntryRow.__table__.insert(), rows)
         with contextlib.suppress(OSError):  # no scheduler listening: it reads the table when it starts
             self._socket.sendto(b"1", self._address)
 
@@ -261,11 +276,11 @@ class EmbeddedConsumer:
         table = QueueEntryRow.__table__
         with translate_errors(), self._engine.begin() as connection:
             rows = connection.execute(
-                select(table.c.id, table.c.job_id).where(table.c.delivered.is_(False))
+                select(table.c.id, table.c.job_id, table.c.op, table.c.arg).where(table.c.delivered.is_(False))
                 .order_by(table.c.id).limit(count)).all()
             if rows:
                 connection.execute(update(table).where(table.c.id.in_([r.id for r in rows])).values(delivered=True))
-        return [Entry(str(row.id), int(row.job_id)) for row in rows]
+        return [Entry(str(row.id), int(row.job_id), row.op, row.arg) for row in rows]
 
     def _drain_wakeups(self) -> None:
         with contextlib.suppress(BlockingIOError):

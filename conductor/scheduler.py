@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from typing import Any
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from cluster import nodes as cluster_nodes
-from conductor import executor, jobs, policy, queue
+from conductor import dependencies, eligibility, executor, jobs, outcomes, policy, queue
 from conductor.config import Settings
 from conductor.db.lease import SchedulerLease
 from conductor.db.repository import JobRepository, NodeInfo, Outcome, Start
@@ -52,6 +53,11 @@ class _Pending:
     candidate: policy.Candidate
     entry_ids: set[str] = field(default_factory=set)
     reason: str = jobs.Reason.NONE
+    dependency: dependencies.Dependency | None = None
+
+
+#: What to do when a running job's task ends: record its outcome, or override it.
+END_OUTCOME, END_CANCEL, END_REQUEUE, END_STOP = "outcome", "cancel", "requeue", "stop"
 
 
 @dataclass
@@ -60,36 +66,7 @@ class _Running:
     start: Start
     entry_ids: set[str]
     ref: Any = None
-    requeue_on_end: bool = False
-
-
-def outcome_of(result: executor.RunResult) -> Outcome:
-    """Map how the process ended to a Slurm state and reason."""
-    usage = dict(cpu_time_user_s=result.cpu_time_user_s, cpu_time_system_s=result.cpu_time_system_s,
-                 max_rss_kb=result.max_rss_kb)
-    if result.launch_error:
-        return Outcome(jobs.JobState.FAILED, f"{jobs.Reason.LAUNCH_FAILED}: {result.launch_error}", exit_code=1)
-    if result.cancelled:
-        return Outcome(jobs.JobState.CANCELLED, jobs.Reason.NONE, exit_code=0, signal=15, **usage)
-    if result.timed_out:
-        return Outcome(jobs.JobState.TIMEOUT, jobs.Reason.TIME_LIMIT, exit_code=result.exit_code,
-                       signal=result.signal, **usage)
-    if result.signal or result.exit_code:
-        return Outcome(jobs.JobState.FAILED, jobs.Reason.NON_ZERO_EXIT, exit_code=result.exit_code,
-                       signal=result.signal, **usage)
-    return Outcome(jobs.JobState.COMPLETED, jobs.Reason.NONE, exit_code=0, **usage)
-
-
-def outcome_of_error(error: Exception) -> Outcome:
-    """Map a Ray-level failure of the job's task (not of the script) to a state and reason."""
-    if isinstance(error, ray.exceptions.TaskCancelledError):
-        return Outcome(jobs.JobState.CANCELLED, jobs.Reason.NONE, exit_code=0, signal=15)
-    if isinstance(error, ray.exceptions.NodeDiedError):
-        return Outcome(jobs.JobState.NODE_FAIL, f"{jobs.Reason.NODE_DOWN}: the node running the job died")
-    if isinstance(error, (ray.exceptions.WorkerCrashedError, ray.exceptions.ActorDiedError)):
-        return Outcome(jobs.JobState.FAILED, f"{jobs.Reason.SYSTEM_FAILURE}: the Ray worker running the job died")
-    first_line = (str(error).strip().splitlines() or [type(error).__name__])[-1][:500]
-    return Outcome(jobs.JobState.FAILED, f"{jobs.Reason.SYSTEM_FAILURE}: {first_line}")
+    on_end: str = END_OUTCOME
 
 
 class Scheduler:
@@ -103,6 +80,8 @@ class Scheduler:
         self._running: dict[int, _Running] = {}
         self._nodes: dict[str, policy.NodeSlot] = {}
         self._pass_scheduled = False
+        self._begin_timer: asyncio.TimerHandle | None = None
+        self._begin_timer_at: datetime | None = None
         self._stopping = False
         self._last_pass_started = False
         self._queue_drained = False
@@ -178,7 +157,8 @@ class Scheduler:
             for task in self._tasks:
                 task.cancel()
             for running in self._running.values():
-                running.requeue_on_end = True
+                if running.on_end == END_OUTCOME:
+                    running.on_end = END_STOP
                 if running.ref is not None:
                     ray.cancel(running.ref)
             deadline = asyncio.get_running_loop().time() + self._settings.kill_wait_s + 10
@@ -196,7 +176,10 @@ class Scheduler:
         """A fresh actor owns no task: RUNNING rows are orphans; PENDING rows are (re)loaded."""
         for job in self._repo.get_many(self._repo.ids_in_state(jobs.JobState.RUNNING)):
             reason = "scheduler restarted while the job ran"
-            if job.spec.requeue:
+            if job.cancel_requested:
+                self._repo.finish_job(job.id, Outcome(jobs.JobState.CANCELLED, jobs.Reason.NONE, exit_code=0,
+                                                      signal=15))
+            elif job.spec.requeue:
                 self._repo.requeue_running(job.id, f"{jobs.Reason.REQUEUED}: {reason}")
             else:
                 self._repo.finish_job(job.id, Outcome(jobs.JobState.NODE_FAIL, f"{jobs.Reason.NODE_DOWN}: {reason}"))
@@ -235,6 +218,16 @@ class Scheduler:
             self._wake_idle_waiters()
 
     async def _accept(self, entries: list[queue.Entry]) -> None:
+        """Take in submissions, then carry out control messages (cancel, signal, reload, requeue)."""
+        await self._accept_submissions([e for e in entries if e.op == queue.SUBMIT])
+        controls = [e for e in entries if e.op != queue.SUBMIT]
+        for entry in controls:
+            await self._control(entry)
+        await self._consumer.ack([e.entry_id for e in controls])
+        if controls:
+            self._request_pass()
+
+    async def _accept_submissions(self, entries: list[queue.Entry]) -> None:
         """Add delivered PENDING jobs; acknowledge entries of jobs that are not pending any more."""
         by_job: dict[int, set[str]] = {}
         for entry in entries:
@@ -257,9 +250,40 @@ class Scheduler:
     def _add_pending(self, job: jobs.Job, entry_ids: set[str]) -> None:
         candidate = policy.Candidate(
             job_id=job.id, partition=job.spec.partition, cpus=job.spec.total_cpus,
-            memory_mb=job.spec.memory_per_node_mb, priority=job.spec.priority,
-            submit_order=job.submit_time.timestamp())
-        self._pending[job.id] = _Pending(job, candidate, entry_ids, job.reason)
+            memory_mb=job.spec.memory_per_node_mb, priority=job.spec.priority - job.spec.nice,
+            submit_order=job.submit_time.timestamp(), array_job_id=job.spec.array_job_id,
+            array_max_running=job.spec.array_max_running)
+        parsed = dependencies.parse(job.spec.dependency) if job.spec.dependency else None
+        self._pending[job.id] = _Pending(job, candidate, entry_ids, job.reason, parsed)
+
+    async def _control(self, entry: queue.Entry) -> None:
+        """Carry out one control message; a message about a job that is not here is a no-op."""
+        running, pending = self._running.get(entry.job_id), self._pending.get(entry.job_id)
+        if entry.op in (queue.CANCEL, queue.REQUEUE) and running is not None:
+            running.on_end = END_CANCEL if entry.op == queue.CANCEL else END_REQUEUE
+            if running.ref is not None:
+                ray.cancel(running.ref)
+        elif entry.op == queue.SIGNAL and running is not None:
+            self._signal(running, int(entry.arg))
+        elif entry.op in (queue.CANCEL, queue.RELOAD, queue.REQUEUE):
+            await self._reload(entry.job_id, pending)
+
+    async def _reload(self, job_id: int, pending: _Pending | None) -> None:
+        """Re-read a job the service changed (held, released, cancelled, requeued)."""
+        job = self._repo.get_many([job_id])
+        entry_ids = pending.entry_ids if pending else set()
+        self._pending.pop(job_id, None)
+        if job and job[0].state is jobs.JobState.PENDING:
+            self._add_pending(job[0], entry_ids)
+        elif entry_ids:
+            await self._consumer.ack(sorted(entry_ids))
+
+    def _signal(self, running: _Running, signum: int) -> None:
+        """Send a signal to the job's process group on its node, through a tiny pinned task."""
+        sender = ray.remote(executor.signal_job).options(
+            num_cpus=0, max_retries=0, name=f"{running.job.id}:signal",
+            scheduling_strategy=NodeAffinitySchedulingStrategy(running.start.ray_node_id, soft=False))
+        sender.remote(running.job.id, signum)
 
     # -- the pass ------------------------------------------------------------------------
 
@@ -282,13 +306,39 @@ class Scheduler:
         self._wake_idle_waiters()
 
     def _schedule(self) -> None:
-        candidates = sorted((p.candidate for p in self._pending.values()), key=policy.order_key)
+        waiting = self._blocked_reasons()
+        candidates = sorted((p.candidate for p in self._pending.values() if p.job.id not in waiting),
+                            key=policy.order_key)
         slots = self._settings.worker_concurrency - len(self._running)
-        plan = policy.plan_pass(candidates, self._node_slots(), slots)
+        array_running: dict[int, int] = {}
+        for running in self._running.values():
+            if running.job.spec.array_job_id is not None:
+                array_running[running.job.spec.array_job_id] = array_running.get(running.job.spec.array_job_id, 0) + 1
+        plan = policy.plan_pass(candidates, self._node_slots(), slots, array_running=array_running)
         self._last_pass_started = bool(plan.starts)
         if plan.starts:
             self._start(plan.starts)
-        self._record_reasons(plan.reasons)
+        self._record_reasons({**waiting, **plan.reasons})
+
+    def _blocked_reasons(self) -> dict[int, str]:
+        """Pending jobs that may not start yet whatever the resources: held, --begin, dependency."""
+        blocked, next_begin = eligibility.blocked(
+            [(p.job, p.dependency) for p in self._pending.values()], self._repo, datetime.now(timezone.utc))
+        self._wake_at(next_begin)
+        return blocked
+
+    def _wake_at(self, when: datetime | None) -> None:
+        """Run a pass when the earliest --begin time comes."""
+        if when is None or (self._begin_timer is not None and self._begin_timer_at <= when):
+            return
+        if self._begin_timer is not None:
+            self._begin_timer.cancel()
+        delay_s = max(0.0, (when - datetime.now(timezone.utc)).total_seconds()) + 0.01
+        self._begin_timer, self._begin_timer_at = asyncio.get_running_loop().call_later(delay_s, self._begin_due), when
+
+    def _begin_due(self) -> None:
+        self._begin_timer = None
+        self._request_pass()
 
     def _node_slots(self) -> list[policy.NodeSlot]:
         slots = {node_id: policy.NodeSlot(n.ray_node_id, n.name, n.total_cpus, n.total_memory_mb, labels=n.labels)
@@ -326,7 +376,8 @@ class Scheduler:
             job_id=job.id, script=job.spec.script, working_dir=job.spec.working_dir,
             stdout_path=job.stdout_path, stderr_path=job.stderr_path,
             environment=jobs.job_environment(job, node_name=start.node_name), argv=job.spec.argv,
-            time_limit_s=job.spec.time_limit_s, kill_wait_s=self._settings.kill_wait_s)
+            time_limit_s=job.spec.time_limit_s, kill_wait_s=self._settings.kill_wait_s,
+            memory_limit_mb=start.memory_mb or None)
         ref = self._run_job.options(
             name=f"{job.id}:{job.spec.name}", num_cpus=start.cpus,
             memory=start.memory_mb * _MIB if start.memory_mb else None, max_retries=0,
@@ -351,14 +402,17 @@ class Scheduler:
 
     async def _watch(self, job_id: int, ref: Any) -> None:
         try:
-            outcome = outcome_of(await ref)
+            outcome = outcomes.of_result(await ref)
         except Exception as error:  # a Ray-level failure is data on the job row
-            outcome = outcome_of_error(error)
+            outcome = outcomes.of_error(error)
         await self._finish(job_id, outcome)
 
     async def _finish(self, job_id: int, outcome: Outcome) -> None:
         running = self._running[job_id]
-        requeue = running.requeue_on_end and running.job.spec.requeue
+        requeue = running.on_end == END_REQUEUE or (running.on_end == END_STOP and running.job.spec.requeue)
+        if running.on_end == END_CANCEL:  # scancel: CANCELLED with 0:15 whatever the script made of SIGTERM
+            outcome = replace(outcome, state=jobs.JobState.CANCELLED, reason=jobs.Reason.NONE, exit_code=0,
+                              signal=15)
         await self._retry(lambda: self._record_end(job_id, outcome, requeue))
         del self._running[job_id]
         if requeue:
@@ -370,7 +424,8 @@ class Scheduler:
 
     def _record_end(self, job_id: int, outcome: Outcome, requeue: bool) -> None:
         if requeue:
-            self._repo.requeue_running(job_id, f"{jobs.Reason.REQUEUED}: scheduler stopped while the job ran")
+            why = "requeued by request" if self._running[job_id].on_end == END_REQUEUE else "scheduler stopped"
+            self._repo.requeue_running(job_id, f"{jobs.Reason.REQUEUED}: {why}")
         else:
             self._repo.finish_job(job_id, outcome)
 

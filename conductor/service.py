@@ -8,15 +8,19 @@ a refused submission leaves nothing behind.
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 from dataclasses import replace
 
-from conductor import jobs
+from conductor import arrays, dependencies, jobs, queue
 from conductor.config import Settings
 from conductor.db.repository import JobRepository
 from conductor.db.session import make_engine, migrate
-from conductor.exceptions import InvalidJobSpec
+from conductor.exceptions import InvalidJobSpec, JobNotFound
 from conductor.queue import JobQueue, make_queue
+
+
+log = logging.getLogger(__name__)
 
 
 class JobService:
@@ -47,16 +51,77 @@ class JobService:
         """Validate, store as PENDING, enqueue.  Raises InvalidJobSpec naming the field."""
         spec = self._complete(spec)
         self._validate(spec)
-        output_dir = str(self._settings.job_output_dir) if self._settings.job_output_dir else None
-        job = self._repo.add_job(spec, default_output_dir=output_dir)
-        try:
-            self._queue.push([job.id])
-        except BaseException:
-            # Refused as a whole: remove the row, unless a scheduler already started it (a
-            # restarted scheduler loads PENDING rows from the database, queued or not).
-            if self._repo.delete_pending(job.id):
-                raise
+        job = self._repo.add_job(spec, default_output_dir=self._output_dir())
+        self._enqueue_or_forget([job.id])
         return job
+
+    def submit_array(self, spec: jobs.JobSpec, array: arrays.ArraySpec) -> list[jobs.Job]:
+        """One PENDING job per index, stored in one transaction; the first id names the array."""
+        spec = replace(self._complete(spec), array_max_running=array.max_running)
+        self._validate(spec)
+        tasks = self._repo.add_array(spec, array.indexes, default_output_dir=self._output_dir())
+        self._enqueue_or_forget([task.id for task in tasks])
+        return tasks
+
+    def _output_dir(self) -> str | None:
+        return str(self._settings.job_output_dir) if self._settings.job_output_dir else None
+
+    def _enqueue_or_forget(self, job_ids: list[int]) -> None:
+        try:
+            self._queue.push(job_ids)
+        except BaseException:
+            # Refused as a whole: remove the rows, unless a scheduler already started one (a
+            # restarted scheduler loads PENDING rows from the database, queued or not).
+            if self._repo.delete_pending_many(job_ids) == len(job_ids):
+                raise
+            log.error("enqueue failed but a scheduler already took jobs %s; they stay", job_ids)
+
+    # -- control ---------------------------------------------------------------------------
+
+    def cancel(self, job_ids: list[int], *, signal_number: int | None = None) -> dict[str, list[int]]:
+        """scancel: PENDING jobs end CANCELLED now; RUNNING ones are terminated by the scheduler.
+
+        With ``signal_number`` the RUNNING jobs only receive that signal and go on.  An array
+        job's id stands for all its tasks.  Unknown ids raise JobNotFound.
+        """
+        ids = self._existing(job_ids)
+        if signal_number is not None:
+            running = [i for i, state in self._repo.states_of(ids).items() if state is jobs.JobState.RUNNING]
+            self._queue.push(running, queue.SIGNAL, str(signal_number))
+            return {"cancelled": [], "signalled": sorted(running)}
+        cancelled = self._repo.cancel_pending(ids)
+        stopping = self._repo.request_cancel([i for i in ids if i not in set(cancelled)])
+        self._queue.push(sorted(cancelled) + sorted(stopping), queue.CANCEL)
+        return {"cancelled": sorted(cancelled), "signalled": sorted(stopping)}
+
+    def hold(self, job_ids: list[int], *, admin: bool = False) -> list[int]:
+        """Hold PENDING jobs (reason JobHeldUser, or JobHeldAdmin)."""
+        changed = self._repo.set_hold(self._existing(job_ids), "admin" if admin else "user")
+        self._queue.push(changed, queue.RELOAD)
+        return sorted(changed)
+
+    def release(self, job_ids: list[int]) -> list[int]:
+        """Release held jobs."""
+        changed = self._repo.set_hold(self._existing(job_ids), None)
+        self._queue.push(changed, queue.RELOAD)
+        return sorted(changed)
+
+    def requeue(self, job_ids: list[int]) -> dict[str, list[int]]:
+        """scontrol requeue: RUNNING jobs are stopped and go back to PENDING; ended jobs too."""
+        ids = self._existing(job_ids)
+        running = [i for i, state in self._repo.states_of(ids).items() if state is jobs.JobState.RUNNING]
+        self._queue.push(running, queue.REQUEUE)
+        ended = self._repo.requeue_ended(ids)
+        self._queue.push(ended)
+        return {"requeued": sorted(set(running) | set(ended))}
+
+    def _existing(self, job_ids: list[int]) -> list[int]:
+        ids = self._repo.expand_ids(job_ids)
+        known = self._repo.states_of(ids)
+        for job_id in job_ids:
+            if job_id not in known:
+                raise JobNotFound(job_id)
+        return sorted(known)
 
     def get(self, job_id: int) -> jobs.Job:
         return self._repo.get(job_id)
@@ -82,7 +147,19 @@ class JobService:
             raise InvalidJobSpec("time_limit", "must not be negative")
         if not os.path.isabs(spec.working_dir):
             raise InvalidJobSpec("current_working_directory", f"{spec.working_dir!r} is not an absolute path")
+        self._check_dependency(spec.dependency)
         self._check_fits_a_node(spec)
+
+    def _check_dependency(self, text: str | None) -> None:
+        if not text:
+            return
+        try:
+            parsed = dependencies.parse(text)
+        except ValueError as exc:
+            raise InvalidJobSpec("dependency", str(exc)) from None
+        missing = sorted(parsed.job_ids - set(self._repo.states_of(parsed.job_ids)))
+        if missing:
+            raise InvalidJobSpec("dependency", f"job {missing[0]} does not exist")
 
     def _check_fits_a_node(self, spec: jobs.JobSpec) -> None:
         """Refuse a job that no single live node could ever hold (CPUs and memory together)."""
@@ -102,6 +179,34 @@ class JobService:
             "memory_per_node",
             f"the job needs {spec.memory_per_node_mb} MB but the largest node with {spec.total_cpus} CPUs "
             f"has {largest_mb} MB")
+
+    def list_jobs(self, job_filter: "listing.JobFilter", *, cursor: int | None = None,
+                  limit: int = 100) -> tuple[list[jobs.Job], int | None]:
+        """Jobs matching ``job_filter`` in id order after ``cursor``: (jobs, next cursor or None)."""
+        from conductor.db import listing
+
+        page = listing.JobListing(self._repo.engine).page(job_filter, cursor=cursor, limit=limit)
+        return page.jobs, page.next_cursor
+
+    def read_output(self, job_id: int, stream: str = "stdout", *, offset: int = 0,
+                    limit_bytes: int = 1024 * 1024, tail_bytes: int | None = None) -> "output.OutputChunk":
+        """A byte range of the job's stdout or stderr file, read on this host.
+
+        The job is read first (JobNotFound for an unknown id), then the file.  A job that
+        never started, or whose file does not exist (yet), reads as empty with size 0.  The
+        file is read where the service runs: jobs of other nodes need a shared output
+        directory.  ``stderr`` of a job without ``-e`` is the same file as its stdout.
+        """
+        from conductor import output
+
+        if stream not in output.STREAMS:
+            raise ValueError(f"stream must be one of {output.STREAMS}, not {stream!r}")
+        job = self._repo.get(job_id)
+        if job.state is jobs.JobState.PENDING and job.restart_count == 0:
+            return output.OutputChunk(job, b"", 0, 0)  # whatever the path holds is not its output yet
+        path = job.stdout_path if stream == "stdout" else job.stderr_path
+        data, start, size = output.read_range(path, offset=offset, limit_bytes=limit_bytes, tail_bytes=tail_bytes)
+        return output.OutputChunk(job, data, start, size)
 
 
 def _check_script(script: str, max_bytes: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 
 _MEMORY = re.compile(r"^\s*([0-9]+)\s*([KMGT]?)B?\s*$", re.IGNORECASE)
 _MB_PER_UNIT = {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024 * 1024}
@@ -100,3 +101,31 @@ def format_duration_s(seconds: float | None) -> str:
     minutes, secs = divmod(rest, 60)
     clock = f"{hours:02d}:{minutes:02d}:{secs:02d}"
     return f"{days}-{clock}" if days else clock
+
+
+_BEGIN_UNITS_S = {"": 1, "s": 1, "sec": 1, "seconds": 1, "m": 60, "min": 60, "minutes": 60, "h": 3600,
+                  "hour": 3600, "hours": 3600, "d": 86400, "day": 86400, "days": 86400, "w": 604800,
+                  "week": 604800, "weeks": 604800}
+_NOW_PLUS = re.compile(r"^now(?:\+([0-9]+)([a-z]*))?$")
+
+
+def parse_begin_time(text: str, now: datetime) -> datetime:
+    """sbatch's --begin: ``now[+N[seconds|minutes|hours|days|weeks]]``, ``HH:MM[:SS]`` (the next
+    such time), or ``YYYY-MM-DD[THH:MM[:SS]]``.  ``now`` must be timezone-aware (local time)."""
+    value = text.strip().lower()
+    match = _NOW_PLUS.match(value)
+    if match:
+        count, unit = match.group(1), match.group(2) or ""
+        if unit not in _BEGIN_UNITS_S:
+            raise ValueError(f"{text!r}: unknown unit {unit!r} (seconds, minutes, hours, days, weeks)")
+        return now + timedelta(seconds=int(count or 0) * _BEGIN_UNITS_S[unit])
+    if re.fullmatch(r"[0-9]{1,2}:[0-9]{2}(:[0-9]{2})?", value):
+        clock = datetime.strptime(value, "%H:%M:%S" if value.count(":") == 2 else "%H:%M").time()
+        moment = now.replace(hour=clock.hour, minute=clock.minute, second=clock.second, microsecond=0)
+        return moment if moment > now else moment + timedelta(days=1)
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time: use now+N[minutes|hours|days], HH:MM[:SS] "
+                         "or YYYY-MM-DD[THH:MM[:SS]]") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=now.tzinfo)

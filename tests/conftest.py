@@ -25,6 +25,8 @@ RAY_NODE_MEMORY_MB = 64 * 1024
 IN_CI = bool(os.environ.get("CI"))
 
 BACKENDS = ["postgres-redis", "sqlite-embedded"]
+#: Every Ray namespace (and so Redis stream) of this test session starts with this.
+SESSION_PREFIX = f"test{uuid.uuid4().hex[:6]}-"
 
 
 def _missing(what: str, exc: Exception) -> None:
@@ -65,12 +67,16 @@ def pg_database() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
+def redis_url() -> Iterator[str]:
+    """The test Redis; the streams this session created are deleted at its end."""
     try:
-        redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2).ping()
+        client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2)
+        client.ping()
     except Exception as exc:  # noqa: BLE001
         _missing("Redis", exc)
-    return REDIS_TEST_URL
+    yield REDIS_TEST_URL
+    for key in client.scan_iter(f"conductor:{SESSION_PREFIX}*"):
+        client.delete(key)
 
 
 def _truncate(url: str) -> None:
@@ -91,14 +97,14 @@ def settings_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable
 
     def make(backend: str, **overrides: object) -> Settings:
         values: dict[str, object] = dict(
-            state_dir=tmp_path / "state", ray_namespace=f"test-{uuid.uuid4().hex[:8]}", kill_wait_s=2.0,
+            state_dir=tmp_path / "state", ray_namespace=f"{SESSION_PREFIX}{uuid.uuid4().hex[:8]}", kill_wait_s=2.0,
             node_name="testnode")
         if backend == "postgres-redis":
             url = request.getfixturevalue("pg_database")
             _truncate(url)
-            rurl = request.getfixturevalue("redis_url")
-            redis.Redis.from_url(rurl).flushdb()
-            values.update(database_url=url, redis_url=rurl)
+            # Each test's stream key holds its own namespace; never flush: another test run
+            # (a second checkout, CI) may be using the same Redis database.
+            values.update(database_url=url, redis_url=request.getfixturevalue("redis_url"))
         else:
             values.update(database_url=f"sqlite:///{tmp_path / 'state' / 'conductor.db'}")
         values.update(overrides)

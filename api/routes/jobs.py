@@ -8,8 +8,14 @@ from fastapi import APIRouter, Path
 
 from api.deps import ServiceDep, SettingsDep
 from api.schemas import MAX_JOB_ID, ErrorResponse, JobOut, SubmitRequest, SubmitResponse
-from conductor import jobs
+from conductor import arrays, jobs
 from conductor.exceptions import InvalidJobSpec
+
+from fastapi import Query  # noqa: E402,I001 - the listing and output routes' imports, kept apart
+from fastapi.responses import PlainTextResponse  # noqa: E402
+from api.schemas import JobListQuery, JobListResponse, OutputQuery  # noqa: E402
+from conductor import output  # noqa: E402
+from conductor.db.listing import JobFilter  # noqa: E402
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 _ERRORS = {404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
@@ -18,14 +24,66 @@ _ERRORS = {404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 503: {"
 @router.post("/submit", response_model=SubmitResponse, responses=_ERRORS, summary="Submit a batch job")
 def submit(body: SubmitRequest, service: ServiceDep, settings: SettingsDep) -> SubmitResponse:
     """Store the job as PENDING and queue it; returns its id.  Nothing is stored when the request is refused."""
-    job = service.submit(to_spec(body, default_dir=str(settings.state_dir)))
-    return SubmitResponse(job_id=job.id, job=JobOut.from_job(job))
+    spec = to_spec(body, default_dir=str(settings.state_dir))
+    if body.job.array is None:
+        job = service.submit(spec)
+        return SubmitResponse(job_id=job.id, job=JobOut.from_job(job))
+    tasks = service.submit_array(spec, arrays.parse(body.job.array))
+    return SubmitResponse(job_id=tasks[0].id, job=JobOut.from_job(tasks[0]),
+                          array_task_ids=[task.id for task in tasks])
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=_ERRORS, summary="Get one job")
 def get_job(job_id: Annotated[int, Path(ge=1, le=MAX_JOB_ID, description="Job id.")],
             service: ServiceDep) -> JobOut:
     return JobOut.from_job(service.get(job_id))
+
+
+@router.get("", response_model=JobListResponse, responses=_ERRORS, summary="List jobs (squeue, sacct)")
+def list_jobs(query: Annotated[JobListQuery, Query()], service: ServiceDep) -> JobListResponse:
+    """Jobs matching every given filter, in id order, one page at a time: pass next_cursor back as
+    cursor until it is null.  Example: ``GET /api/jobs?state=PENDING&state=RUNNING&user=alice``."""
+    found, next_cursor = service.list_jobs(job_filter(query), cursor=query.cursor, limit=query.limit)
+    return JobListResponse(jobs=[JobOut.from_job(job) for job in found], next_cursor=next_cursor)
+
+
+_OUTPUT_HEADERS = {
+    "X-Conductor-Output-Size": "Bytes in the file when it was read (0: no file yet).",
+    "X-Conductor-Output-Offset": "Byte offset of the first byte returned.",
+    "X-Conductor-Output-Next-Offset": "Offset to ask for next when following the file.",
+    "X-Conductor-Job-State": "The job's state, read just before the file: once it is final and the next "
+                             "offset equals the size, the whole output has been read.",
+}
+
+
+@router.get("/{job_id}/output", response_class=PlainTextResponse, summary="Read a job's stdout or stderr",
+            responses={**_ERRORS, 200: {"content": {"text/plain": {"example": "epoch 1 loss 0.31\n"}},
+                                        "headers": {name: {"description": text, "schema": {"type": "string"}}
+                                                    for name, text in _OUTPUT_HEADERS.items()}}})
+def get_output(job_id: Annotated[int, Path(ge=1, le=MAX_JOB_ID, description="Job id.", examples=[42])],
+               query: Annotated[OutputQuery, Query()], service: ServiceDep) -> PlainTextResponse:
+    """The job's output as UTF-8 text (undecodable bytes replaced), read on the API's host: jobs that ran on
+    another node need a shared output directory.  Example: ``GET /api/jobs/42/output?tail=4096``."""
+    chunk = service.read_output(job_id, query.stream, offset=query.offset, limit_bytes=query.limit,
+                                tail_bytes=query.tail)
+    data, start = chunk.data, chunk.offset
+    if query.tail is not None:  # the tail may begin inside a character
+        skip = output.skip_partial_leading_char(data)
+        data, start = data[skip:], start + skip
+    if not (chunk.job.state.is_terminal() and start + len(data) >= chunk.size_bytes):
+        data = data[:len(data) - output.incomplete_trailing_char(data)]  # its end comes with the next read
+    headers = {"X-Conductor-Output-Size": str(chunk.size_bytes), "X-Conductor-Output-Offset": str(start),
+               "X-Conductor-Output-Next-Offset": str(start + len(data)),
+               "X-Conductor-Job-State": chunk.job.state.value}
+    return PlainTextResponse(data.decode("utf-8", errors="replace"), headers=headers)
+
+
+def job_filter(query: JobListQuery) -> JobFilter:
+    """The listing's filter for a list query."""
+    return JobFilter(
+        ids=query.job_id, states=[jobs.JobState(name) for name in query.state], users=query.user,
+        accounts=query.account, partitions=query.partition, names=query.name, submitted_since=query.since,
+        submitted_until=query.until, ended_since=query.ended_since, ended_until=query.ended_until)
 
 
 def to_spec(body: SubmitRequest, *, default_dir: str) -> jobs.JobSpec:
@@ -42,4 +100,5 @@ def to_spec(body: SubmitRequest, *, default_dir: str) -> jobs.JobSpec:
         environment=desc.environment or {}, cpus_per_task=desc.cpus_per_task,
         ntasks_per_node=desc.ntasks_per_node, memory_per_node_mb=desc.memory_per_node or 0,
         time_limit_s=desc.time_limit, priority=desc.priority, nice=desc.nice, requeue=desc.requeue,
-        stdout_pattern=desc.standard_output, stderr_pattern=desc.standard_error)
+        stdout_pattern=desc.standard_output, stderr_pattern=desc.standard_error, hold="user" if desc.hold else None,
+        begin_time=desc.begin_time, dependency=desc.dependency)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, false, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -49,8 +49,20 @@ class JobRow(Base):
     cpu_time_user_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     cpu_time_system_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     max_rss_kb: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: Cancel was asked while the job ran: it ends CANCELLED whatever its process reports.
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: None, "user" or "admin" (Slurm's JobHeldUser / JobHeldAdmin).
+    hold: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    begin_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: sbatch's --dependency text, e.g. "afterok:12:13,afterany:14" or "singleton".
+    dependency: Mapped[str | None] = mapped_column(Text, nullable=True)
+    array_job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    array_task_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: The %N throttle of the array: at most N of its tasks run at once.
+    array_max_running: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
-    __table_args__ = (Index("ix_jobs_state", "state"),)
+    __table_args__ = (Index("ix_jobs_state", "state"), Index("ix_jobs_array_job_id", "array_job_id"),
+                      Index("ix_jobs_end_time", "end_time"))
 
 
 class AllocationRow(Base):
@@ -83,6 +95,9 @@ class QueueEntryRow(Base):
     job_id: Mapped[int] = mapped_column(Integer)
     #: Handed to the scheduler and not yet acknowledged (a stream's pending entry).
     delivered: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: What the entry asks of the scheduler: "submit" (the job is new) or a control operation.
+    op: Mapped[str] = mapped_column(String(16), default="submit", server_default="submit")
+    arg: Mapped[str] = mapped_column(String(64), default="", server_default="")
     enqueued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("ix_queue_entries_delivered", "delivered"),)

@@ -8,7 +8,7 @@ Driver errors become conductor's own exceptions here and nowhere else.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Iterable, Iterator, Sequence
 
@@ -98,6 +98,11 @@ class JobRepository:
         self._engine = engine
         self._sessions = make_sessionmaker(engine)
 
+    @property
+    def engine(self) -> Engine:
+        """The engine, for read-side modules (listing) that share it."""
+        return self._engine
+
     @contextlib.contextmanager
     def _session(self) -> Iterator[Session]:
         with translate_errors(), self._sessions.begin() as session:
@@ -113,7 +118,29 @@ class JobRepository:
             session.flush()
             row.stdout_path, row.stderr_path = _output_paths(row, default_output_dir)
             session.flush()
-            return _job_from_row(row)
+            return job_from_row(row)
+
+    def add_array(self, spec: jobs.JobSpec, indexes: Sequence[int], *,
+                  default_output_dir: str | None = None) -> list[jobs.Job]:
+        """Insert one PENDING job per array index in one transaction; the first one's id is the array's."""
+        with self._session() as session:
+            rows = [_row_from_spec(replace(spec, array_task_id=index)) for index in indexes]
+            session.add(rows[0])
+            session.flush()
+            for row in rows:
+                row.array_job_id = rows[0].id
+            session.add_all(rows[1:])
+            session.flush()
+            for row in rows:
+                row.stdout_path, row.stderr_path = _output_paths(row, default_output_dir)
+            session.flush()
+            return [job_from_row(row) for row in rows]
+
+    def delete_pending_many(self, job_ids: Sequence[int]) -> int:
+        """Remove jobs that never left PENDING (a refused enqueue of an array)."""
+        with self._session() as session:
+            return session.execute(delete(JobRow).where(JobRow.id.in_(list(job_ids)),
+                                                        JobRow.state == jobs.JobState.PENDING.value)).rowcount
 
     def delete_pending(self, job_id: int) -> bool:
         """Remove a job that never left PENDING (its enqueue failed); reports whether it matched."""
@@ -126,7 +153,7 @@ class JobRepository:
             row = session.get(JobRow, job_id)
             if row is None:
                 raise JobNotFound(job_id)
-            return _job_from_row(row)
+            return job_from_row(row)
 
     def get_many(self, job_ids: Iterable[int]) -> list[jobs.Job]:
         ids = list(set(job_ids))
@@ -134,7 +161,30 @@ class JobRepository:
             return []
         with self._session() as session:
             rows = session.scalars(select(JobRow).where(JobRow.id.in_(ids))).all()
-            return [_job_from_row(row) for row in rows]
+            return [job_from_row(row) for row in rows]
+
+    def expand_ids(self, job_ids: Iterable[int]) -> list[int]:
+        """The ids themselves plus, for an array job's id, every task of the array (Slurm's scancel 40)."""
+        ids = list(set(job_ids))
+        with self._session() as session:
+            tasks = session.scalars(select(JobRow.id).where(JobRow.array_job_id.in_(ids)))
+            return sorted(set(ids) | set(tasks))
+
+    def states_of(self, job_ids: Iterable[int]) -> dict[int, jobs.JobState]:
+        ids = list(set(job_ids))
+        if not ids:
+            return {}
+        with self._session() as session:
+            rows = session.execute(select(JobRow.id, JobRow.state).where(JobRow.id.in_(ids))).all()
+            return {job_id: jobs.JobState(state) for job_id, state in rows}
+
+    def has_earlier_active_namesake(self, job: jobs.Job) -> bool:
+        """singleton: an earlier job of the same name and user is PENDING or RUNNING."""
+        active = (jobs.JobState.PENDING.value, jobs.JobState.RUNNING.value)
+        with self._session() as session:
+            return session.scalar(select(func.count()).select_from(JobRow).where(
+                JobRow.name == job.spec.name, JobRow.user == job.spec.user, JobRow.id < job.id,
+                JobRow.state.in_(active))) > 0
 
     def ids_in_state(self, state: jobs.JobState) -> list[int]:
         with self._session() as session:
@@ -187,10 +237,54 @@ class JobRepository:
                 update(JobRow)
                 .where(JobRow.id == job_id, JobRow.state == jobs.JobState.RUNNING.value)
                 .values(state=jobs.JobState.PENDING.value, reason=reason, start_time=None, node_name=None,
-                        restart_count=JobRow.restart_count + 1)
+                        cancel_requested=False, restart_count=JobRow.restart_count + 1)
             ).rowcount
             _release(session, job_id, now)
             return bool(matched)
+
+    def cancel_pending(self, job_ids: Sequence[int]) -> list[int]:
+        """PENDING -> CANCELLED for each id still pending; returns those ids."""
+        now = utcnow()
+        with self._session() as session:
+            ids = list(session.scalars(
+                update(JobRow)
+                .where(JobRow.id.in_(list(job_ids)), JobRow.state == jobs.JobState.PENDING.value)
+                .values(state=jobs.JobState.CANCELLED.value, reason=jobs.Reason.NONE, end_time=now, exit_code=0,
+                        signal=0)
+                .returning(JobRow.id)))
+        return ids
+
+    def request_cancel(self, job_ids: Sequence[int]) -> list[int]:
+        """Record the intent to cancel RUNNING jobs (the scheduler then ends them CANCELLED)."""
+        with self._session() as session:
+            return list(session.scalars(
+                update(JobRow)
+                .where(JobRow.id.in_(list(job_ids)), JobRow.state == jobs.JobState.RUNNING.value)
+                .values(cancel_requested=True)
+                .returning(JobRow.id)))
+
+    def set_hold(self, job_ids: Sequence[int], hold: str | None) -> list[int]:
+        """Hold (``"user"``/``"admin"``) or release (None) PENDING jobs; returns the ids changed."""
+        condition = JobRow.hold.is_(None) if hold else JobRow.hold.is_not(None)
+        reason = {None: jobs.Reason.NONE, "user": jobs.Reason.HELD_USER, "admin": jobs.Reason.HELD_ADMIN}[hold]
+        with self._session() as session:
+            return list(session.scalars(
+                update(JobRow)
+                .where(JobRow.id.in_(list(job_ids)), JobRow.state == jobs.JobState.PENDING.value, condition)
+                .values(hold=hold, reason=reason)
+                .returning(JobRow.id)))
+
+    def requeue_ended(self, job_ids: Sequence[int]) -> list[int]:
+        """A finished job back to PENDING (scontrol requeue): restart count + 1, run data cleared."""
+        terminal = [state.value for state in jobs.TERMINAL_STATES]
+        with self._session() as session:
+            return list(session.scalars(
+                update(JobRow)
+                .where(JobRow.id.in_(list(job_ids)), JobRow.state.in_(terminal))
+                .values(state=jobs.JobState.PENDING.value, reason=jobs.Reason.REQUEUED, start_time=None,
+                        end_time=None, exit_code=None, signal=None, node_name=None, cancel_requested=False,
+                        restart_count=JobRow.restart_count + 1)
+                .returning(JobRow.id)))
 
     def set_pending_reasons(self, reasons: dict[str, Sequence[int]]) -> None:
         """Record why pending jobs wait: one UPDATE per reason."""
@@ -273,34 +367,40 @@ def _row_from_spec(spec: jobs.JobSpec) -> JobRow:
         memory_per_node_mb=spec.memory_per_node_mb, time_limit_s=spec.time_limit_s, priority=spec.priority,
         nice=spec.nice, requeue=spec.requeue, restart_count=0, state=jobs.JobState.PENDING.value,
         reason=jobs.Reason.NONE, submit_time=utcnow(), stdout_pattern=spec.stdout_pattern,
-        stderr_pattern=spec.stderr_pattern, stdout_path="", stderr_path="")
+        stderr_pattern=spec.stderr_pattern, stdout_path="", stderr_path="", hold=spec.hold,
+        begin_time=spec.begin_time, dependency=spec.dependency, array_job_id=spec.array_job_id,
+        array_task_id=spec.array_task_id, array_max_running=spec.array_max_running, cancel_requested=False)
 
 
 def _output_paths(row: JobRow, default_dir: str | None) -> tuple[str, str]:
     """Expand -o/-e patterns once the id is known; relative paths are under the working directory."""
-    default = jobs.DEFAULT_OUTPUT_PATTERN
+    default = jobs.DEFAULT_ARRAY_OUTPUT_PATTERN if row.array_job_id is not None else jobs.DEFAULT_OUTPUT_PATTERN
     if default_dir:
         default = f"{default_dir.rstrip('/')}/{default}"
     out_pattern = row.stdout_pattern or default
     err_pattern = row.stderr_pattern or out_pattern
 
     def expand(pattern: str) -> str:
-        path = jobs.expand_output_pattern(pattern, job_id=row.id, name=row.name, user=row.user)
+        path = jobs.expand_output_pattern(pattern, job_id=row.id, name=row.name, user=row.user,
+                                          array_job_id=row.array_job_id, array_task_id=row.array_task_id)
         return path if path.startswith("/") else f"{row.working_dir.rstrip('/')}/{path}"
 
     return expand(out_pattern), expand(err_pattern)
 
 
-def _job_from_row(row: JobRow) -> jobs.Job:
+def job_from_row(row: JobRow) -> jobs.Job:
+    """The domain view of a jobs row (every read maps rows through here)."""
     spec = jobs.JobSpec(
         script=row.script, name=row.name, account=row.account, partition=row.partition, user=row.user,
         argv=tuple(row.argv or ()), working_dir=row.working_dir, environment=dict(row.environment or {}),
         cpus_per_task=row.cpus_per_task, ntasks_per_node=row.ntasks_per_node,
         memory_per_node_mb=row.memory_per_node_mb, time_limit_s=row.time_limit_s, priority=row.priority,
-        nice=row.nice, requeue=row.requeue, stdout_pattern=row.stdout_pattern, stderr_pattern=row.stderr_pattern)
+        nice=row.nice, requeue=row.requeue, stdout_pattern=row.stdout_pattern, stderr_pattern=row.stderr_pattern,
+        hold=row.hold, begin_time=_aware(row.begin_time), dependency=row.dependency,
+        array_job_id=row.array_job_id, array_task_id=row.array_task_id, array_max_running=row.array_max_running)
     return jobs.Job(
         id=row.id, spec=spec, state=jobs.JobState(row.state), reason=row.reason,
         submit_time=_aware(row.submit_time), start_time=_aware(row.start_time), end_time=_aware(row.end_time),
         exit_code=row.exit_code, signal=row.signal, node_name=row.node_name, stdout_path=row.stdout_path,
         stderr_path=row.stderr_path, restart_count=row.restart_count, cpu_time_user_s=row.cpu_time_user_s,
-        cpu_time_system_s=row.cpu_time_system_s, max_rss_kb=row.max_rss_kb)
+        cpu_time_system_s=row.cpu_time_system_s, max_rss_kb=row.max_rss_kb, cancel_requested=row.cancel_requested)

@@ -141,6 +141,45 @@ def test_burst_worker_runs_the_queue_and_exits(ray_cluster: str, tmp_path: Path)
     assert time.monotonic() - started < 60
 
 
+def _client_env(service_up: dict) -> dict[str, str]:
+    return {**service_up["env"], "CONDUCTOR_URL": service_up["url"]}
+
+
+def test_directives_patterns_and_wait(service_up: dict, tmp_path: Path) -> None:
+    (tmp_path / "job.sh").write_text("#!/bin/bash\n#SBATCH -J from-directive   # a comment\n#SBATCH -c 2\n"
+                                     "echo \"$SLURM_JOB_NAME $SLURM_CPUS_PER_TASK\"\n#SBATCH -J ignored\nexit 3\n")
+    result = _run(["submit", "-W", "-o", "out-%x-%j.txt", "job.sh"], _client_env(service_up), tmp_path)
+    assert result.returncode == 3, result.stderr  # --wait exits with the job's exit code
+    job_id = int(result.stdout.split()[-1])
+    assert (tmp_path / f"out-from-directive-{job_id}.txt").read_text() == "from-directive 2\n"
+    assert _show(service_up, job_id, tmp_path)["exit_code"] == "3:0"
+
+
+def test_wrap_stdin_and_parsable(service_up: dict, tmp_path: Path) -> None:
+    env = _client_env(service_up)
+    wrapped = _run(["submit", "--parsable", "-W", "--wrap", "echo wrapped"], env, tmp_path)
+    assert wrapped.returncode == 0, wrapped.stderr
+    job_id = int(wrapped.stdout.strip())
+    assert (tmp_path / f"conductor-{job_id}.out").read_text() == "wrapped\n"
+    piped = subprocess.run([CONDUCTOR, "submit", "--parsable"], input="#!/bin/bash\necho from-stdin\n", env=env,
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0 and _show(service_up, int(piped.stdout), tmp_path)["name"] == "sbatch"
+
+
+def test_cancel_hold_release_from_the_cli(service_up: dict, tmp_path: Path) -> None:
+    env = _client_env(service_up)
+    held = int(_run(["submit", "--parsable", "-H", "--wrap", "true"], env, tmp_path).stdout)
+    assert _show(service_up, held, tmp_path)["reason"] == "JobHeldUser"
+    assert _run(["release", str(held)], env, tmp_path).returncode == 0
+    wait_for(lambda: _show(service_up, held, tmp_path)["state"] == "COMPLETED", 30)
+    long = int(_run(["submit", "--parsable", "--wrap", "sleep 300"], env, tmp_path).stdout)
+    wait_for(lambda: _show(service_up, long, tmp_path)["state"] == "RUNNING", 30)
+    assert _run(["cancel", str(long)], env, tmp_path).returncode == 0
+    wait_for(lambda: _show(service_up, long, tmp_path)["state"] == "CANCELLED", 30)
+    unknown = _run(["cancel", "999999"], env, tmp_path)
+    assert unknown.returncode == 1 and unknown.stderr.strip() == "conductor: error: job 999999 does not exist"
+
+
 def test_second_worker_attaches_to_the_running_scheduler(service_up: dict, tmp_path: Path) -> None:
     """A second `conductor worker` finds up's Ray and its scheduler, and leaves both running on exit."""
     result = _run(["worker"], {**service_up["env"], "CONDUCTOR_WORKER_BURST": "true"}, tmp_path, timeout_s=120)

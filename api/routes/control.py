@@ -1,0 +1,53 @@
+"""``/api/jobs/.../cancel|hold|release|requeue``: changing what jobs do (scancel, scontrol)."""
+
+from __future__ import annotations
+
+import signal as signal_module
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from api.deps import ServiceDep
+from api.schemas import MAX_JOB_ID, ControlResponse, ErrorResponse
+from conductor.exceptions import InvalidJobSpec
+
+router = APIRouter(prefix="/api/jobs", tags=["control"])
+_ERRORS = {404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
+JobIdPath = Annotated[int, Path(ge=1, le=MAX_JOB_ID, description="Job id (an array's id stands for all its tasks).")]
+
+
+def signal_number(name: str) -> int:
+    """``USR1``, ``SIGUSR1`` or ``10`` -> 10; InvalidJobSpec naming ``signal`` otherwise."""
+    text = name.strip().upper()
+    if text.isdigit() and 0 < int(text) < signal_module.NSIG:
+        return int(text)
+    try:
+        return int(signal_module.Signals[text if text.startswith("SIG") else f"SIG{text}"])
+    except KeyError:
+        raise InvalidJobSpec("signal", f"{name!r} is not a signal name or number") from None
+
+
+@router.post("/{job_id}/cancel", response_model=ControlResponse, responses=_ERRORS, summary="Cancel or signal a job")
+def cancel(job_id: JobIdPath, service: ServiceDep,
+           signal: Annotated[str | None, Query(description="Send this signal to the running job instead of "
+                                                           "ending it (scancel -s).", examples=["USR1"])] = None
+           ) -> ControlResponse:
+    """Pending: CANCELLED at once.  Running: SIGTERM to its process group, SIGKILL after KillWait, CANCELLED."""
+    number = signal_number(signal) if signal is not None else None
+    return ControlResponse(**service.cancel([job_id], signal_number=number))
+
+
+@router.post("/{job_id}/hold", response_model=ControlResponse, responses=_ERRORS, summary="Hold a pending job")
+def hold(job_id: JobIdPath, service: ServiceDep) -> ControlResponse:
+    return ControlResponse(held=service.hold([job_id]))
+
+
+@router.post("/{job_id}/release", response_model=ControlResponse, responses=_ERRORS, summary="Release a held job")
+def release(job_id: JobIdPath, service: ServiceDep) -> ControlResponse:
+    return ControlResponse(released=service.release([job_id]))
+
+
+@router.post("/{job_id}/requeue", response_model=ControlResponse, responses=_ERRORS, summary="Requeue a job")
+def requeue(job_id: JobIdPath, service: ServiceDep) -> ControlResponse:
+    """Running: stopped and back to PENDING.  Ended: back to PENDING.  The restart count grows."""
+    return ControlResponse(**service.requeue([job_id]))

@@ -1,0 +1,91 @@
+"""``conductor cancel|hold|release|requeue``: scancel and scontrol's job verbs, over the REST API."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from cli.main import _call, app, fail
+
+
+def _ids(values: list[str]) -> list[int]:
+    """Job ids as typed: ``42``, or ``40`` for a whole array (``40_3`` names one task: not yet)."""
+    ids = []
+    for value in values:
+        if not (value.isascii() and value.isdigit()):
+            fail(f"{value!r} is not a job id", code=2)
+        ids.append(int(value))
+    return ids
+
+
+@app.command()
+def cancel(
+    ctx: typer.Context,
+    job_ids: Optional[list[str]] = typer.Argument(None, help="Job ids; an array's id cancels all its tasks."),
+    signal: Optional[str] = typer.Option(None, "-s", "--signal",
+                                         help="Send this signal (USR1, 10...) to running jobs; they go on."),
+    name: Optional[str] = typer.Option(None, "-n", "--name", help="Only jobs with this name."),
+    state: Optional[str] = typer.Option(None, "-t", "--state", help="Only jobs in this state (PENDING, RUNNING)."),
+    account: Optional[str] = typer.Option(None, "-A", "--account", help="Only jobs of this account."),
+    partition: Optional[str] = typer.Option(None, "-p", "--partition", help="Only jobs of this partition."),
+    user: Optional[str] = typer.Option(None, "-u", "--user", help="Only jobs of this user."),
+) -> None:
+    """Cancel jobs, like scancel: pending ones end at once; running ones get SIGTERM, then SIGKILL.
+
+    Filters are ANDed with each other and with the ids.
+    Examples: conductor cancel 42 43 | conductor cancel -u alice -t PENDING | conductor cancel -s USR1 42
+    """
+    filters = {"name": name, "state": state, "account": account, "partition": partition, "user": user}
+    targets = _ids(job_ids or [])
+    if any(value is not None for value in filters.values()):
+        targets = _filtered(ctx, targets, filters)
+    elif not targets:
+        fail("name at least one job id or a filter", code=2)
+    for job_id in targets:
+        reply = _call(lambda c, i=job_id: c.control(i, "cancel", {"signal": signal} if signal else None), ctx)
+        done = reply["cancelled"] + reply["signalled"]
+        if not done:
+            typer.echo(f"conductor: job {job_id} was not pending or running: nothing to do", err=True)
+
+
+def _filtered(ctx: typer.Context, ids: list[int], filters: dict) -> list[int]:
+    states = [filters["state"].upper()] if filters["state"] else ["PENDING", "RUNNING"]
+    params = {"state": states, **{k: v for k, v in filters.items() if v is not None and k != "state"}}
+    if ids:
+        params["job_id"] = ids
+    return [job["job_id"] for job in _call(lambda c: c.all_jobs(params), ctx)]
+
+
+@app.command()
+def hold(ctx: typer.Context, job_ids: list[str] = typer.Argument(..., help="Pending job ids.")) -> None:
+    """Hold pending jobs (reason JobHeldUser) until released, like scontrol hold.
+
+    Example: conductor hold 42
+    """
+    _each(ctx, job_ids, "hold", "held")
+
+
+@app.command()
+def release(ctx: typer.Context, job_ids: list[str] = typer.Argument(..., help="Held job ids.")) -> None:
+    """Release held jobs, like scontrol release.
+
+    Example: conductor release 42
+    """
+    _each(ctx, job_ids, "release", "released")
+
+
+@app.command()
+def requeue(ctx: typer.Context, job_ids: list[str] = typer.Argument(..., help="Job ids.")) -> None:
+    """Put jobs back in the queue, like scontrol requeue: running ones are stopped first.
+
+    Example: conductor requeue 42
+    """
+    _each(ctx, job_ids, "requeue", "requeued")
+
+
+def _each(ctx: typer.Context, job_ids: list[str], action: str, field: str) -> None:
+    for job_id in _ids(job_ids):
+        reply = _call(lambda c, i=job_id: c.control(i, action), ctx)
+        if not reply[field]:
+            typer.echo(f"conductor: job {job_id}: nothing to {action}", err=True)

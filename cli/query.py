@@ -1,0 +1,243 @@
+"""``conductor queue``, ``history``, ``show`` and ``logs``: squeue, sacct, scontrol show job, and a job's output.
+
+Every command asks the REST API (cli/client.py; URL from the configuration or CONDUCTOR_URL)
+and renders with cli/render.py.  Registered on ``cli.main.app`` when cli/main.py imports this.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+import typer
+from typer.core import TyperCommand
+
+from cli import render
+from cli.client import ApiClient
+from cli.main import _call, app, fail
+from conductor.jobs import JobState
+
+#: How often ``logs -f`` asks the API for new output (an SSE endpoint will replace the polling).
+FOLLOW_POLL_S = 0.5
+ACTIVE_STATES = [JobState.PENDING.value, JobState.RUNNING.value]
+FINISHED_STATES = [state.value for state in JobState if state.is_terminal()]
+_BY_SHORT_CODE = {state.short: state.value for state in JobState}
+#: click's UsageError as typer raises it (typer >= 0.2x vendors its own click; BadParameter is public).
+_UsageError = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "UsageError")
+
+
+class _OneLineErrors(TyperCommand):
+    """A bad option or argument is one ``conductor: error:`` line (exit 2), not a usage box."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except _UsageError as exc:
+            fail(f"{exc.format_message()} (see: conductor {self.name} --help)", code=2)
+            raise
+
+
+# -- shared options ---------------------------------------------------------------------------
+
+_USER = typer.Option(None, "-u", "--user", help="Only these users' jobs (comma list).")
+_ACCOUNT = typer.Option(None, "-A", "--account", help="Only these accounts (comma list).")
+_PARTITION = typer.Option(None, "-p", "--partition", help="Only these partitions (comma list).")
+_NAME = typer.Option(None, "-n", "--name", help="Only jobs with these names (comma list).")
+_JOBS = typer.Option(None, "-j", "--jobs", help="Only these job ids (comma list).")
+_NOHEADER = typer.Option(False, "--noheader", help="No header line.")
+_JSON = typer.Option(False, "--json", help="Print the API's job objects as JSON.")
+
+
+def _split(text: Optional[str]) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def _states(text: str) -> list[str]:
+    """``-t``: state names or squeue's codes (``PD,R``), any case; ``all`` -> every state."""
+    names = [_BY_SHORT_CODE.get(part.upper(), part.upper()) for part in _split(text)]
+    return [] if "ALL" in names else names  # an unknown name is refused by the API, naming it
+
+
+def _job_ids(text: Optional[str]) -> list[int]:
+    ids = _split(text)
+    if not all(part.isdigit() for part in ids):
+        fail(f"-j/--jobs: {text!r} is not a comma list of job ids", code=2)
+    return [int(part) for part in ids]
+
+
+def _filters(user: Optional[str], account: Optional[str], partition: Optional[str], name: Optional[str],
+             jobs: Optional[str]) -> dict[str, Any]:
+    """Query parameters of GET /api/jobs for the common filter options."""
+    params = {"user": _split(user), "account": _split(account), "partition": _split(partition),
+              "name": _split(name), "job_id": _job_ids(jobs)}
+    return {key: value for key, value in params.items() if value}
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2))
+
+
+# -- queue --------------------------------------------------------------------------------------
+
+@app.command(cls=_OneLineErrors)
+def queue(
+    ctx: typer.Context, user: Optional[str] = _USER, account: Optional[str] = _ACCOUNT,
+    partition: Optional[str] = _PARTITION,
+    states: Optional[str] = typer.Option(None, "-t", "--states",
+                                         help="States (comma list of names or codes: PD,R,CD,F,CA,TO,OOM,NF) "
+                                              "or 'all'. Default: PENDING,RUNNING (all with -j)."),
+    jobs: Optional[str] = _JOBS, name: Optional[str] = _NAME, noheader: bool = _NOHEADER, as_json: bool = _JSON,
+) -> None:
+    """List pending and running jobs, like squeue.
+
+    conductor queue [-u USERS] [-A ACCOUNTS] [-p PARTITIONS] [-t STATES|all] [-j IDS] [-n NAMES] [--json]
+
+    TIME is the time run so far; NODE(REASON) is the node, or (Reason) while the job waits.
+
+    Example: conductor queue -u alice -t PD,R
+    """
+    params = _filters(user, account, partition, name, jobs)
+    state_names = _states(states) if states is not None else ([] if jobs else ACTIVE_STATES)
+    if state_names:
+        params["state"] = state_names
+    found = _call(lambda client: client.all_jobs(params), ctx)
+    if as_json:
+        _print_json({"jobs": found})
+        return
+    now = datetime.now(timezone.utc)
+    render.print_table(render.QUEUE_HEADERS, [render.queue_row(job, now) for job in found],
+                       right=render.QUEUE_RIGHT, header=not noheader)
+
+
+# -- history ------------------------------------------------------------------------------------
+
+def _when(text: Optional[str], flag: str) -> Optional[str]:
+    """A --since/--until value (local time unless it has an offset; or 'now') as ISO 8601 UTC."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.now() if text.strip().lower() == "now" else datetime.fromisoformat(text.strip())
+    except ValueError:
+        fail(f"{flag}: {text!r} is not a time: use YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] or now", code=2)
+    return moment.astimezone(timezone.utc).isoformat()  # a naive time is taken as local time
+
+
+def _midnight_today() -> str:
+    return datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0).isoformat()
+
+
+@app.command(cls=_OneLineErrors)
+def history(
+    ctx: typer.Context, user: Optional[str] = _USER, account: Optional[str] = _ACCOUNT,
+    partition: Optional[str] = _PARTITION,
+    states: Optional[str] = typer.Option(None, "-s", "-t", "--state",
+                                         help="Final states (comma list: CD,F,CA,TO,OOM,NF or names). "
+                                              "Default: all of them."),
+    jobs: Optional[str] = _JOBS, name: Optional[str] = _NAME,
+    since: Optional[str] = typer.Option(None, "-S", "--since", "--starttime",
+                                        help="Jobs that ended at or after this local time. "
+                                             "Default: midnight today (no limit with -j)."),
+    until: Optional[str] = typer.Option(None, "-E", "--until", "--endtime",
+                                        help="Jobs that ended at or before this local time. Default: now."),
+    noheader: bool = _NOHEADER, as_json: bool = _JSON,
+) -> None:
+    """List finished jobs with their exit codes and resource use, like sacct.
+
+    conductor history [-S SINCE] [-E UNTIL] [-u USERS] [-A ACCOUNTS] [-p PARTS] [-s STATES] [-j IDS] [--json]
+
+    SINCE, UNTIL: local time, 2026-11-28 or 2026-11-28T10:00. The window is on the jobs' end times.
+
+    CPUTime is Elapsed x AllocCPUS and TotalCPU is user + system CPU time, as in sacct.
+
+    Example: conductor history --since 2026-11-28 -u alice
+    """
+    params = _filters(user, account, partition, name, jobs)
+    state_names = _states(states) if states is not None else []
+    unfinished = [state for state in state_names if state in ACTIVE_STATES]
+    if unfinished:
+        fail(f"--state: history lists finished jobs; {','.join(unfinished)} jobs are shown by conductor queue",
+             code=2)
+    params["state"] = state_names or FINISHED_STATES
+    window = {"ended_since": _when(since, "--since") or (None if jobs else _midnight_today()),
+              "ended_until": _when(until, "--until")}
+    params.update({key: value for key, value in window.items() if value})
+    found = _call(lambda client: client.all_jobs(params), ctx)
+    if as_json:
+        _print_json({"jobs": found})
+        return
+    now = datetime.now(timezone.utc)
+    render.print_table(render.HISTORY_HEADERS, [render.history_row(job, now) for job in found],
+                       right=render.HISTORY_RIGHT, header=not noheader)
+
+
+# -- show ---------------------------------------------------------------------------------------
+
+@app.command(cls=_OneLineErrors)
+def show(
+    ctx: typer.Context,
+    job_id: int = typer.Argument(..., min=1, help="Job id."),
+    oneliner: bool = typer.Option(False, "-o", "--oneliner", help="All fields on one line."),
+    as_json: bool = typer.Option(False, "--json", help="Print the API's job object as JSON."),
+) -> None:
+    """Show every field of a job as Key=Value, like scontrol show job.
+
+    conductor show JOBID [-o] [--json]
+
+    Example: conductor show 42
+    """
+    job = _call(lambda client: client.job(job_id), ctx)
+    if as_json:
+        _print_json(job)
+        return
+    typer.echo(render.show_text(job, datetime.now(timezone.utc), one_line=oneliner))
+
+
+# -- logs ---------------------------------------------------------------------------------------
+
+@app.command(cls=_OneLineErrors)
+def logs(
+    ctx: typer.Context,
+    job_id: int = typer.Argument(..., min=1, help="Job id."),
+    err: bool = typer.Option(False, "--err", help="Print stderr (the stdout file when the job has no -e)."),
+    follow: bool = typer.Option(False, "-f", "--follow",
+                                help="Keep printing new output until the job ends (asks every 0.5 s)."),
+) -> None:
+    """Print a job's output; with -f follow it until the job ends, like tail -f.
+
+    conductor logs JOBID [--err] [-f]
+
+    The API reads the file on its own host: jobs of other nodes need a shared output directory.
+
+    Example: conductor logs 42 -f
+    """
+    stream = "stderr" if err else "stdout"
+    _call(lambda client: _print_output(client, job_id, stream, follow=follow), ctx)  # ^C: typer exits 130
+
+
+def _print_output(client: ApiClient, job_id: int, stream: str, *, follow: bool) -> None:
+    """Read the file from the start; with ``follow`` keep reading until the job is final and all is read."""
+    offset = 0
+    while True:
+        text, headers = client.output(job_id, {"stream": stream, "offset": offset})
+        size = int(headers["x-conductor-output-size"])
+        if size < offset:  # the file was started again (the job was requeued and ran again)
+            typer.echo(f"conductor: note: job {job_id}'s {stream} was truncated; reading it from the start",
+                       err=True)
+            offset = 0
+            continue
+        _write(text)
+        offset = int(headers["x-conductor-output-next-offset"])
+        if text and offset < size:
+            continue  # more is there already
+        if not follow or headers["x-conductor-job-state"] not in ACTIVE_STATES:
+            return
+        time.sleep(FOLLOW_POLL_S)
+
+
+def _write(text: str) -> None:
+    if text:
+        sys.stdout.buffer.write(text.encode("utf-8"))
+        sys.stdout.buffer.flush()

@@ -1,0 +1,226 @@
+"""``conductor submit``: sbatch's options, from the command line and from #SBATCH directives.
+
+One argparse parser reads both: the directives of the script first, then the command
+line, whose values win (sbatch's precedence).  The result is the REST API's submit body.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Mapping
+
+from conductor import arrays, directives, units
+
+WRAP_TEMPLATE = "#!/bin/sh\n# This script was created by conductor submit --wrap.\n\n{command}\n"
+#: sbatch's default adjustment for a bare --nice.
+DEFAULT_NICE = 100
+
+
+class UsageError(Exception):
+    """A bad option or value; the message names it."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse would exit(2) with usage text
+        raise UsageError(message.removeprefix("argument "))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The options, named and abbreviated as sbatch's."""
+    parser = _Parser(
+        prog="conductor submit", add_help=False, argument_default=None,
+        usage="conductor submit [OPTIONS] [SCRIPT [ARGS...]]",
+        description="Submit a batch script, like sbatch. The script is read from SCRIPT, or from stdin "
+                    "when SCRIPT is omitted or '-'; #SBATCH and #CONDUCTOR lines before its first command "
+                    "are read as options, and the command line overrides them.",
+        epilog="examples:\n  conductor submit job.sh -c 4 --mem 8G -t 1:00:00\n"
+               "  conductor submit --wrap 'hostname' -J probe --parsable\n"
+               "  conductor submit -W job.sh && echo 'job succeeded'",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = parser.add_argument
+    add("-h", "--help", action="store_true", help="show this help and exit")
+    add("-J", "--job-name", dest="name", metavar="NAME", help="job name (default: the script's file name)")
+    add("-A", "--account", metavar="ACCOUNT", help="account to charge")
+    add("-p", "--partition", metavar="PARTITION", help="partition")
+    add("-c", "--cpus-per-task", dest="cpus_per_task", type=_positive, metavar="N", help="CPUs per task")
+    add("-n", "--ntasks", type=_positive, metavar="N", help="tasks (all on one node)")
+    add("--ntasks-per-node", dest="ntasks_per_node", type=_positive, metavar="N", help="tasks per node")
+    add("-N", "--nodes", metavar="N", help="nodes; only 1 is supported so far")
+    add("--mem", metavar="SIZE", type=_memory, help="memory per node, K/M/G/T (default unit M)")
+    add("--mem-per-cpu", dest="mem_per_cpu", metavar="SIZE", type=_memory, help="memory per CPU")
+    add("-t", "--time", metavar="TIME", type=_time,
+        help="time limit: min, min:sec, h:m:s, d-h, d-h:m, d-h:m:s; 0 = none")
+    add("-o", "--output", metavar="PATTERN", help="stdout file (%%j id, %%x name, %%u user, %%%% a %%)")
+    add("-e", "--error", metavar="PATTERN", help="stderr file (default: with stdout)")
+    add("-D", "--chdir", metavar="DIR", help="working directory (default: the current one)")
+    add("--export", metavar="ALL|NONE|[ALL,]VAR[=VALUE],...", help="environment passed (default ALL)")
+    add("--wrap", metavar="COMMAND", help="run COMMAND under /bin/sh instead of a script")
+    add("--requeue", dest="requeue", action="store_const", const=True, help="may be requeued (default)")
+    add("--no-requeue", dest="requeue", action="store_const", const=False, help="never requeued")
+    add("--nice", nargs="?", const=DEFAULT_NICE, type=int, metavar="ADJ", help="lower the priority by ADJ (100)")
+    add("--priority", type=int, metavar="N", help="priority (higher runs first)")
+    add("-W", "--wait", action="store_const", const=True, help="wait for the job; exit with its exit code")
+    add("--parsable", action="store_const", const=True, help="print only the job id")
+    add("-a", "--array", metavar="INDEXES", type=_array, help="job array: 0-15, 1,3,5, 0-15:4, 0-99%%10")
+    add("-d", "--dependency", metavar="LIST", help="afterok:ID[:ID], afternotok, afterany, after, singleton; "
+                                                   "',' = and, '?' = or")
+    add("-H", "--hold", action="store_const", const=True, help="submit held (release with conductor release)")
+    add("-b", "--begin", metavar="TIME", type=_begin, help="not before: now+N[minutes|hours|days], HH:MM, "
+                                                           "YYYY-MM-DD[THH:MM]")
+    add("script", nargs="?", help="the batch script ('-' or nothing: stdin)")
+    add("args", nargs="*", help="arguments for the script (after --, options too)")
+    return parser
+
+
+def _parse_command_line(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Options may follow the script (``submit job.sh -c 4``); after ``--`` everything is the script's."""
+    if "--" in argv:
+        cut = argv.index("--")
+        options = parser.parse_intermixed_args(argv[:cut])
+        options.args = [*(options.args or []), *argv[cut + 1:]]
+        return options
+    try:
+        return parser.parse_intermixed_args(argv)
+    except UsageError as exc:
+        if "unrecognized arguments" in str(exc):
+            raise UsageError(f"{exc}; to pass options to the script, put them after --") from None
+        raise
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _checked(parse: Callable[[str], object], *, keep_text: bool = False) -> Callable[[str], object]:
+    """An argparse type that validates with ``parse``; its ValueError becomes the option's error."""
+    def convert(text: str) -> object:
+        try:
+            value = parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text if keep_text else value
+
+    return convert
+
+
+_memory = _checked(units.parse_memory_mb)
+_time = _checked(units.parse_time_limit_s, keep_text=True)
+_array = _checked(arrays.parse, keep_text=True)
+_begin = _checked(lambda text: units.parse_begin_time(text, datetime.now().astimezone()).isoformat())
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What to send, and how the CLI should behave afterwards."""
+
+    body: dict
+    wait: bool
+    parsable: bool
+
+
+def parse(argv: list[str], *, stdin_text: str | None = None, environ: Mapping[str, str] | None = None,
+          cwd: Path | None = None) -> Submission:
+    """Options from the command line and the script's directives -> the API's submit body."""
+    environ = os.environ if environ is None else environ
+    parser = build_parser()
+    command_line = _parse_command_line(parser, argv)
+    if command_line.help:
+        raise HelpRequested(parser.format_help())
+    cwd = cwd or Path.cwd()
+    script, default_name = _script(command_line, stdin_text, cwd)
+    try:
+        directive_tokens = directives.directive_arguments(script)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    from_script = parser.parse_args([*directive_tokens, "-"]) if directive_tokens else argparse.Namespace()
+    options = _merge(from_script, command_line)
+    _refuse_unsupported(options)
+    return Submission(body=_body(options, script, default_name, environ, cwd),
+                      wait=bool(options.get("wait")), parsable=bool(options.get("parsable")))
+
+
+class HelpRequested(Exception):
+    """-h/--help: the message is the help text."""
+
+
+def _script(options: argparse.Namespace, stdin_text: str | None, cwd: Path) -> tuple[str, str]:
+    if options.wrap is not None:
+        if options.script is not None:
+            raise UsageError("--wrap takes the command; do not give a script as well")
+        return WRAP_TEMPLATE.format(command=options.wrap), "wrap"
+    if options.script in (None, "-"):
+        text = sys.stdin.read() if stdin_text is None else stdin_text
+        return text, "sbatch"
+    path = cwd / options.script
+    try:
+        return path.read_text(encoding="utf-8"), path.name
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read script {options.script}: {exc.strerror or exc}") from None
+
+
+def _merge(from_script: argparse.Namespace, command_line: argparse.Namespace) -> dict:
+    merged = {key: value for key, value in vars(from_script).items() if value is not None}
+    merged.update({key: value for key, value in vars(command_line).items() if value is not None})
+    merged["args"] = command_line.args or []
+    return merged
+
+
+def _refuse_unsupported(options: dict) -> None:
+    nodes = options.get("nodes")
+    if nodes is not None and nodes not in ("1", "1-1"):
+        raise UsageError(f"-N/--nodes {nodes}: only single-node jobs are supported so far")
+    if options.get("mem") is not None and options.get("mem_per_cpu") is not None:
+        raise UsageError("--mem and --mem-per-cpu are mutually exclusive")
+    tasks, per_node = options.get("ntasks"), options.get("ntasks_per_node")
+    if tasks is not None and per_node is not None and tasks != per_node:
+        raise UsageError(f"-n {tasks} with --ntasks-per-node {per_node} needs several nodes; "
+                         "only single-node jobs are supported so far")
+
+
+def _body(options: dict, script: str, default_name: str, environ: Mapping[str, str], cwd: Path) -> dict:
+    cpus = options.get("cpus_per_task", 1)
+    tasks = options.get("ntasks_per_node") or options.get("ntasks") or 1
+    job: dict = {
+        "name": options.get("name", default_name), "account": options.get("account", ""),
+        "cpus_per_task": cpus, "ntasks_per_node": tasks, "argv": list(options["args"]),
+        "user": getpass.getuser(), "environment": export_environment(options.get("export", "ALL"), environ),
+        "current_working_directory": str((cwd / options.get("chdir", ".")).resolve()),
+    }
+    if options.get("mem") is not None:
+        job["memory_per_node"] = options["mem"]
+    elif options.get("mem_per_cpu") is not None:
+        job["memory_per_node"] = options["mem_per_cpu"] * cpus * tasks
+    renames = {"partition": "partition", "time": "time_limit", "output": "standard_output",
+               "error": "standard_error", "requeue": "requeue", "nice": "nice", "priority": "priority",
+               "array": "array", "dependency": "dependency", "hold": "hold", "begin": "begin_time"}
+    job.update({api: options[key] for key, api in renames.items() if options.get(key) is not None})
+    return {"job": job, "script": script}
+
+
+def export_environment(spec: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """sbatch's --export: ALL (default), NONE, or [ALL,]VAR[=VALUE],... (SLURM_* always pass)."""
+    items = [item for item in spec.split(",") if item]
+    names = [item for item in items if item.upper() not in ("ALL", "NONE", "NIL")]
+    keep_all = any(item.upper() == "ALL" for item in items) or not items
+    if any(item.upper() in ("NONE", "NIL") for item in items) and not names:
+        keep_all = False
+    result = dict(environ) if keep_all else {k: v for k, v in environ.items() if k.startswith("SLURM_")}
+    for item in names:
+        key, sep, value = item.partition("=")
+        if sep:
+            result[key] = value
+        elif key in environ:
+            result[key] = environ[key]
+    return result
