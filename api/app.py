@@ -8,7 +8,7 @@ from typing import AsyncIterator
 from fastapi import FastAPI
 
 from api import errors
-from api.routes import control, health, jobs
+from api.routes import control, health, jobs, slurm
 from conductor.config import Settings
 from conductor.service import JobService
 
@@ -36,4 +36,5 @@ def create_app(settings: Settings, *, service: JobService | None = None) -> Fast
     app.include_router(jobs.router)
     app.include_router(control.router)
     app.include_router(health.router)
+    app.include_router(slurm.router)
     return app

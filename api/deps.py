@@ -1,12 +1,15 @@
-"""Annotated dependencies for the routers."""
+"""Annotated dependencies for the routers: the service, the settings, and the caller."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from conductor.auth import TRUSTED, Caller, TokenStore
 from conductor.config import Settings
+from conductor.exceptions import JobNotFound, NotAuthenticated
 from conductor.service import JobService
 
 
@@ -18,5 +21,54 @@ def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+def _tokens(request: Request) -> TokenStore:
+    store = getattr(request.app.state, "tokens", None)
+    if store is None:
+        store = request.app.state.tokens = TokenStore(request.app.state.service.repository.engine)
+    return store
+
+
+_BEARER = HTTPBearer(auto_error=False, description="An API token (conductor token create), when AUTH=token.")
+_SLURM_NAME = APIKeyHeader(name="X-SLURM-USER-NAME", auto_error=False, description="Slurm's user name header.")
+_SLURM_TOKEN = APIKeyHeader(name="X-SLURM-USER-TOKEN", auto_error=False, description="Slurm's token header.")
+
+
+def _caller_from_security(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None,
+    x_slurm_user_name: Annotated[str | None, Depends(_SLURM_NAME)] = None,
+    x_slurm_user_token: Annotated[str | None, Depends(_SLURM_TOKEN)] = None,
+) -> Caller:
+    authorization = f"Bearer {bearer.credentials}" if bearer else None
+    return _caller(request, authorization=authorization, x_slurm_user_name=x_slurm_user_name,
+                   x_slurm_user_token=x_slurm_user_token)
+
+
+def _caller(request: Request, *, authorization: str | None, x_slurm_user_name: str | None,
+            x_slurm_user_token: str | None) -> Caller:
+    """TRUSTED when authentication is off; else the token's user, or 401."""
+    if not request.app.state.settings.auth_enabled:
+        return TRUSTED
+    tokens = _tokens(request)
+    if authorization and authorization.lower().startswith("bearer "):
+        caller = tokens.authenticate(authorization[7:].strip())
+    elif x_slurm_user_token:
+        caller = tokens.authenticate(x_slurm_user_token, user=x_slurm_user_name)
+    else:
+        caller = None
+    if caller is None:
+        raise NotAuthenticated("a valid token is required: Authorization: Bearer <token>")
+    return caller
+
+
 ServiceDep = Annotated[JobService, Depends(_service)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
+CallerDep = Annotated[Caller, Depends(_caller_from_security)]
+
+
+def visible_job(service: JobService, caller: Caller, job_id: int):  # noqa: ANN201 - a jobs.Job
+    """The job, if the caller may see it; otherwise 404, as if it did not exist (no id probing)."""
+    job = service.get(job_id)
+    if not caller.may_see(job.spec.user):
+        raise JobNotFound(job_id)
+    return job

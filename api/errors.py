@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.schemas import ErrorBody, ErrorResponse, FieldError
-from conductor.exceptions import ConductorError, InvalidJobSpec, JobNotFound, ServiceUnavailable
+from conductor.exceptions import (ConductorError, Forbidden, InvalidJobSpec, JobNotFound, NotAuthenticated,
+                                  ServiceUnavailable)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,10 @@ async def _conductor_error(_request: Request, exc: ConductorError) -> JSONRespon
                                                                                           reason=exc.reason)])
     if isinstance(exc, JobNotFound):
         return error_response(404, "not_found", str(exc))
+    if isinstance(exc, NotAuthenticated):
+        return error_response(401, "unauthenticated", str(exc), headers={"WWW-Authenticate": "Bearer"})
+    if isinstance(exc, Forbidden):
+        return error_response(403, "forbidden", str(exc), [FieldError(field=f"job.{exc.field}", reason=exc.reason)])
     if isinstance(exc, ServiceUnavailable):
         return error_response(503, "unavailable", str(exc), headers={"Retry-After": str(RETRY_AFTER_S)})
     log.error("unhandled conductor error: %s", exc)

@@ -343,3 +343,25 @@ class ControlResponse(BaseModel):
     held: list[int] = Field(default_factory=list)
     released: list[int] = Field(default_factory=list)
     requeued: list[int] = Field(default_factory=list)
+
+
+#: Most jobs one ``POST /api/jobs/batch`` may carry.
+MAX_BATCH_JOBS = 1000
+
+
+class BatchSubmitRequest(BaseModel):
+    """``POST /api/jobs/batch``: ``{"jobs": [<submit body>, ...]}``, stored all or nothing."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"jobs": [
+        {"job": {"name": "step-1", "cpus_per_task": 2, "memory_per_node": "4G"}, "script": "#!/bin/bash\ntrue"},
+        {"job": {"name": "step-2", "cpus_per_task": 1}, "script": "#!/bin/bash\ntrue"}]}})
+
+    jobs: list[SubmitRequest] = Field(min_length=1, max_length=MAX_BATCH_JOBS,
+                                      description=f"1 to {MAX_BATCH_JOBS} submissions, each the body of "
+                                                  "POST /api/jobs/submit (job arrays excepted).")
+
+
+class BatchSubmitResponse(BaseModel):
+    """The new jobs' ids, in the order of the request."""
+
+    job_ids: list[int] = Field(description="One id per submitted job, in request order.", examples=[[42, 43]])

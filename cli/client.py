@@ -11,6 +11,8 @@ from conductor.config import Settings
 
 #: Overrides the API URL from the configuration (like slurmrestd clients' SLURM_URL).
 URL_ENV = "CONDUCTOR_URL"
+#: The API token (overrides API_TOKEN from the configuration).
+TOKEN_ENV = "CONDUCTOR_TOKEN"
 
 
 class ClientError(Exception):
@@ -22,7 +24,9 @@ class ApiClient:
 
     def __init__(self, settings: Settings, *, timeout_s: float = 30.0) -> None:
         self.base_url = (os.environ.get(URL_ENV) or settings.effective_api_url).rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+        token = os.environ.get(TOKEN_ENV) or settings.api_token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, headers=headers)
 
     def submit(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._request("POST", "/api/jobs/submit", json=body)

@@ -167,6 +167,7 @@ def run_up(settings: Settings) -> None:
 
     from api.app import create_app
 
+    settings.check_bind_address()  # before anything starts
     ray_connection, managed, info = prepare(settings)
     typer.echo(banner(settings, ray_connection, info, "up"))
     stop = threading.Event()

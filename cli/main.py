@@ -134,5 +134,6 @@ def _one_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+from cli import admin  # noqa: E402,F401  registers token create/revoke
 from cli import control  # noqa: E402,F401  registers cancel/hold/release/requeue
 from cli import query  # noqa: E402,F401  registers queue/history/show/logs (they use app, fail and _call)

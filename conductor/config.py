@@ -25,6 +25,8 @@ from conductor.exceptions import ConfigError
 
 #: Where ``load_settings`` looks when no ``--config`` is given.
 DEFAULT_CONFIG_FILE = "app.properties"
+#: Addresses that only this host can reach.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 #: Environment variable that names the configuration file.
 CONFIG_FILE_ENV = "CONDUCTOR_CONFIG"
 ENV_PREFIX = "CONDUCTOR_"
@@ -57,6 +59,8 @@ class Settings(BaseModel):
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
     api_url: str = ""
+    auth: str = "none"
+    api_token: str = ""
     ray_address: str = ""
     ray_namespace: str = Field("conductor", min_length=1)
     ray_dashboard_host: str = "127.0.0.1"
@@ -70,6 +74,24 @@ class Settings(BaseModel):
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser().resolve()
+
+    @field_validator("auth")
+    @classmethod
+    def _known_auth(cls, value: str) -> str:
+        mode = value.lower()
+        if mode not in ("none", "token"):
+            raise ValueError("must be none or token")
+        return mode
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.auth == "token"
+
+    def check_bind_address(self) -> None:
+        """Refuse to serve beyond this host while anyone who connects may run scripts."""
+        if not self.auth_enabled and self.api_host not in LOOPBACK_HOSTS:
+            raise ConfigError(f"API_HOST={self.api_host} would expose the API beyond this host while AUTH=none: "
+                              "set AUTH=token (and create tokens with `conductor token create`) or use 127.0.0.1")
 
     @field_validator("log_level")
     @classmethod

@@ -55,3 +55,16 @@ class QueueUnavailable(ServiceUnavailable):
 
 class SchedulerBusy(ConductorError):
     """Another scheduler already works on this database."""
+
+
+class NotAuthenticated(ConductorError):
+    """No valid credentials were given."""
+
+
+class Forbidden(ConductorError):
+    """The caller may not do this; ``field`` names what was refused."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason

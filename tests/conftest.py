@@ -82,7 +82,7 @@ def redis_url() -> Iterator[str]:
 def _truncate(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as connection:
-        connection.execute(text("TRUNCATE resource_allocations, queue_entries, nodes, jobs RESTART IDENTITY CASCADE"))
+        connection.execute(text("TRUNCATE resource_allocations, queue_entries, nodes, jobs, api_tokens, users RESTART IDENTITY CASCADE"))
     engine.dispose()
 
 

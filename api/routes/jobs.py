@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from api.deps import ServiceDep, SettingsDep
+from api.deps import CallerDep, ServiceDep, SettingsDep, visible_job
 from api.schemas import MAX_JOB_ID, ErrorResponse, JobOut, SubmitRequest, SubmitResponse
 from conductor import arrays, jobs
 from conductor.exceptions import InvalidJobSpec
@@ -16,15 +17,17 @@ from fastapi.responses import PlainTextResponse  # noqa: E402
 from api.schemas import JobListQuery, JobListResponse, OutputQuery  # noqa: E402
 from conductor import output  # noqa: E402
 from conductor.db.listing import JobFilter  # noqa: E402
+from fastapi.exceptions import RequestValidationError  # noqa: E402 - the batch route's imports
+from api.schemas import BatchSubmitRequest, BatchSubmitResponse  # noqa: E402
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 _ERRORS = {404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
 
 
 @router.post("/submit", response_model=SubmitResponse, responses=_ERRORS, summary="Submit a batch job")
-def submit(body: SubmitRequest, service: ServiceDep, settings: SettingsDep) -> SubmitResponse:
+def submit(body: SubmitRequest, service: ServiceDep, settings: SettingsDep, caller: CallerDep) -> SubmitResponse:
     """Store the job as PENDING and queue it; returns its id.  Nothing is stored when the request is refused."""
-    spec = to_spec(body, default_dir=str(settings.state_dir))
+    spec = caller.check_submit(to_spec(body, default_dir=str(settings.state_dir)))
     if body.job.array is None:
         job = service.submit(spec)
         return SubmitResponse(job_id=job.id, job=JobOut.from_job(job))
@@ -33,17 +36,47 @@ def submit(body: SubmitRequest, service: ServiceDep, settings: SettingsDep) -> S
                           array_task_ids=[task.id for task in tasks])
 
 
+@router.post("/batch", response_model=BatchSubmitResponse, responses=_ERRORS, summary="Submit many batch jobs")
+def submit_batch(body: BatchSubmitRequest, service: ServiceDep, settings: SettingsDep,
+                 caller: CallerDep) -> BatchSubmitResponse:
+    """All or nothing: every job is checked first (a 422 names the item, e.g. ``jobs.3.job.cpus_per_task``),
+    then all are stored in one transaction and queued in one push; returns their ids in request order."""
+    specs = []
+    for index, item in enumerate(body.jobs):
+        if item.job.array is not None:
+            raise _item_error(index, "array", "job arrays are submitted one at a time to /api/jobs/submit")
+        try:
+            specs.append(caller.check_submit(to_spec(item, default_dir=str(settings.state_dir))))
+        except InvalidJobSpec as exc:
+            raise _item_error(index, exc.field, exc.reason) from None
+    try:
+        stored = service.submit_many(specs)
+    except InvalidJobSpec as exc:
+        raise _item_error(getattr(exc, "index", 0), exc.field, exc.reason) from None
+    return BatchSubmitResponse(job_ids=[job.id for job in stored])
+
+
+def _item_error(index: int, field: str, reason: str) -> RequestValidationError:
+    """A 422 naming the field of one batch item as the body path (``jobs.3.job.cpus_per_task``)."""
+    path = ("script",) if field == "script" else ("job", *field.split("."))
+    return RequestValidationError([{"loc": ("body", "jobs", index, *path), "msg": reason, "type": "value_error"}])
+
+
 @router.get("/{job_id}", response_model=JobOut, responses=_ERRORS, summary="Get one job")
 def get_job(job_id: Annotated[int, Path(ge=1, le=MAX_JOB_ID, description="Job id.")],
-            service: ServiceDep) -> JobOut:
-    return JobOut.from_job(service.get(job_id))
+            service: ServiceDep, caller: CallerDep) -> JobOut:
+    return JobOut.from_job(visible_job(service, caller, job_id))
 
 
 @router.get("", response_model=JobListResponse, responses=_ERRORS, summary="List jobs (squeue, sacct)")
-def list_jobs(query: Annotated[JobListQuery, Query()], service: ServiceDep) -> JobListResponse:
+def list_jobs(query: Annotated[JobListQuery, Query()], service: ServiceDep, caller: CallerDep) -> JobListResponse:
     """Jobs matching every given filter, in id order, one page at a time: pass next_cursor back as
-    cursor until it is null.  Example: ``GET /api/jobs?state=PENDING&state=RUNNING&user=alice``."""
-    found, next_cursor = service.list_jobs(job_filter(query), cursor=query.cursor, limit=query.limit)
+    cursor until it is null.  A user (not an admin) sees only their own jobs.
+    Example: ``GET /api/jobs?state=PENDING&state=RUNNING&user=alice``."""
+    wanted = job_filter(query)
+    if not caller.admin:
+        wanted = replace(wanted, users=[caller.name])
+    found, next_cursor = service.list_jobs(wanted, cursor=query.cursor, limit=query.limit)
     return JobListResponse(jobs=[JobOut.from_job(job) for job in found], next_cursor=next_cursor)
 
 
@@ -56,14 +89,18 @@ _OUTPUT_HEADERS = {
 }
 
 
-@router.get("/{job_id}/output", response_class=PlainTextResponse, summary="Read a job's stdout or stderr",
-            responses={**_ERRORS, 200: {"content": {"text/plain": {"example": "epoch 1 loss 0.31\n"}},
+# The route's default media type stays JSON so that its errors are documented as JSON; the
+# 200 body is text/plain, documented here.
+@router.get("/{job_id}/output", summary="Read a job's stdout or stderr",
+            responses={**_ERRORS, 200: {"content": {"text/plain": {"schema": {"type": "string"},
+                                                                   "example": "epoch 1 loss 0.31\n"}},
                                         "headers": {name: {"description": text, "schema": {"type": "string"}}
                                                     for name, text in _OUTPUT_HEADERS.items()}}})
 def get_output(job_id: Annotated[int, Path(ge=1, le=MAX_JOB_ID, description="Job id.", examples=[42])],
-               query: Annotated[OutputQuery, Query()], service: ServiceDep) -> PlainTextResponse:
+               query: Annotated[OutputQuery, Query()], service: ServiceDep, caller: CallerDep) -> PlainTextResponse:
     """The job's output as UTF-8 text (undecodable bytes replaced), read on the API's host: jobs that ran on
     another node need a shared output directory.  Example: ``GET /api/jobs/42/output?tail=4096``."""
+    visible_job(service, caller, job_id)
     chunk = service.read_output(job_id, query.stream, offset=query.offset, limit_bytes=query.limit,
                                 tail_bytes=query.tail)
     data, start = chunk.data, chunk.offset

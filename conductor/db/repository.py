@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Iterable, Iterator, Sequence
 
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, delete, func, insert, inspect, select, text, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
@@ -112,13 +112,9 @@ class JobRepository:
 
     def add_job(self, spec: jobs.JobSpec, *, default_output_dir: str | None = None) -> jobs.Job:
         """Insert a PENDING job and commit; returns it with its id and output paths."""
-        with self._session() as session:
-            row = _row_from_spec(spec)
-            session.add(row)
-            session.flush()
-            row.stdout_path, row.stderr_path = _output_paths(row, default_output_dir)
-            session.flush()
-            return job_from_row(row)
+        # One Core INSERT (see add_jobs) costs the API about a millisecond less CPU than the ORM's
+        # two unit-of-work flushes (INSERT, then UPDATE of the paths) did.
+        return self.add_jobs([spec], default_output_dir=default_output_dir)[0]
 
     def add_array(self, spec: jobs.JobSpec, indexes: Sequence[int], *,
                   default_output_dir: str | None = None) -> list[jobs.Job]:
@@ -135,6 +131,32 @@ class JobRepository:
                 row.stdout_path, row.stderr_path = _output_paths(row, default_output_dir)
             session.flush()
             return [job_from_row(row) for row in rows]
+
+    def add_jobs(self, specs: Sequence[jobs.JobSpec], *, default_output_dir: str | None = None) -> list[jobs.Job]:
+        """Insert PENDING jobs, in order, in one transaction and one multi-row INSERT; returns them.
+
+        Output paths need the ids.  On PostgreSQL the ids are drawn from the sequence first, so the
+        paths go in with the INSERT; elsewhere (SQLite) ``INSERT ... RETURNING`` hands back the ids
+        in parameter order and one executemany UPDATE stores the paths.
+        """
+        rows = [_row_from_spec(spec) for spec in specs]
+        if not rows:
+            return []
+        with self._session() as session:
+            if self._engine.dialect.name == "postgresql":
+                for row, job_id in zip(rows, _next_job_ids(session, len(rows))):
+                    row.id = job_id
+                    row.stdout_path, row.stderr_path = _output_paths(row, default_output_dir)
+                session.execute(insert(JobRow.__table__), [_column_values(row) for row in rows])
+            else:
+                ids = session.scalars(insert(JobRow.__table__).returning(JobRow.id, sort_by_parameter_order=True),
+                                      [_column_values(row) for row in rows]).all()
+                for row, job_id in zip(rows, ids):
+                    row.id = job_id
+                    row.stdout_path, row.stderr_path = _output_paths(row, default_output_dir)
+                session.execute(update(JobRow), [{"id": row.id, "stdout_path": row.stdout_path,
+                                                  "stderr_path": row.stderr_path} for row in rows])
+        return [job_from_row(row) for row in rows]
 
     def delete_pending_many(self, job_ids: Sequence[int]) -> int:
         """Remove jobs that never left PENDING (a refused enqueue of an array)."""
@@ -370,6 +392,20 @@ def _row_from_spec(spec: jobs.JobSpec) -> JobRow:
         stderr_pattern=spec.stderr_pattern, stdout_path="", stderr_path="", hold=spec.hold,
         begin_time=spec.begin_time, dependency=spec.dependency, array_job_id=spec.array_job_id,
         array_task_id=spec.array_task_id, array_max_running=spec.array_max_running, cancel_requested=False)
+
+
+def _next_job_ids(session: Session, count: int) -> list[int]:
+    """``count`` fresh ids from the jobs id sequence (PostgreSQL), ascending."""
+    return sorted(session.scalars(text("SELECT nextval(pg_get_serial_sequence('jobs', 'id')) "
+                                       "FROM generate_series(1, :count)"), {"count": count}))
+
+
+def _column_values(row: JobRow) -> dict:
+    """The column values set on an unsaved row (unset ones are left to the column defaults)."""
+    return {key: value for key, value in inspect(row).dict.items() if key in _JOB_COLUMNS}
+
+
+_JOB_COLUMNS = frozenset(JobRow.__table__.columns.keys())
 
 
 def _output_paths(row: JobRow, default_dir: str | None) -> tuple[str, str]:

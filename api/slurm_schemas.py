@@ -1,0 +1,214 @@
+"""Slurm's REST shapes as conductor serves them under ``/slurm/v0.0.4x/`` (see ``api.routes.slurm``).
+
+Taken from SchedMD/slurm ``src/plugins/data_parser/v0.0.42/parsers.c`` (JOB_INFO,
+PROCESS_EXIT_CODE_VERBOSE, OPENAPI_META, OPENAPI_ERROR, OPENAPI_WARNING, JOB_DESC_MSG) and the
+error numbers of ``slurm/slurm_errno.h``.  Plain dicts: they are written to JSON as they are.
+"""
+
+from __future__ import annotations
+
+import math
+import signal as signal_module
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi import Request
+
+from conductor import jobs
+
+#: The data_parser versions served, oldest first.
+VERSIONS = ("v0.0.40", "v0.0.41", "v0.0.42")
+#: Versions whose submit response still carries the deprecated ``result`` object.
+WITH_RESULT = ("v0.0.40", "v0.0.41")
+#: Versions whose DELETE /job response carries ``status`` (openapi_kill_job_resp).
+WITH_KILL_STATUS = ("v0.0.41", "v0.0.42")
+#: Slurm 24.11 is the release that serves all three versions.
+SLURM_VERSION = {"major": "24", "micro": "0", "minor": "11"}
+SLURM_RELEASE = "24.11.0"
+CLUSTER_NAME = "conductor"
+#: slurmctld keeps an ended job listed for MinJobAge (default 300 s); GET /jobs/ does the same.
+MIN_JOB_AGE_S = 300
+USER_HEADER = "x-slurm-user-name"
+TOKEN_HEADER = "x-slurm-user-token"
+
+# Error numbers and texts from slurm/slurm_errno.h and src/common/slurm_errno.c.
+SLURM_COMMUNICATIONS_CONNECTION_ERROR = 1001
+ESLURM_ACCESS_DENIED = 2002
+ESLURM_USER_ID_MISSING = 2010
+ESLURM_INVALID_JOB_ID = 2017
+ESLURM_ALREADY_DONE = 2021
+ESLURM_JOB_PENDING = 2024
+ESLURM_REST_INVALID_QUERY = 9000
+ESLURM_REST_FAIL_PARSING = 9001
+ESLURM_REST_INVALID_JOBS_DESC = 9002
+ESLURM_REST_UNKNOWN_URL = 9006
+SLURM_ERROR = -1
+STRERROR = {
+    ESLURM_ACCESS_DENIED: "Access/permission denied",
+    ESLURM_USER_ID_MISSING: "User id missing",
+    SLURM_COMMUNICATIONS_CONNECTION_ERROR: "Unable to contact slurm controller (connect failure)",
+    ESLURM_INVALID_JOB_ID: "Invalid job id specified",
+    ESLURM_ALREADY_DONE: "Job/step already completing or completed",
+    ESLURM_JOB_PENDING: "Job is pending execution",
+    ESLURM_REST_INVALID_QUERY: "Query empty or not RFC7320 compliant",
+    ESLURM_REST_FAIL_PARSING: "Failure during parsing",
+    ESLURM_REST_INVALID_JOBS_DESC: "Jobs description entry not found, empty or not dictionary or list",
+    ESLURM_REST_UNKNOWN_URL: "Unable to find requested URL endpoint",
+    SLURM_ERROR: "Unspecified error",
+    0: "No error",
+}
+
+#: Every field of Slurm's job_desc_msg (v0.0.42 parsers.c JOB_DESC_MSG, plus a few v0.0.40/41
+#: names).  ``api.routes.slurm`` maps the ones conductor implements and warns about the rest.
+SLURM_JOB_DESC_FIELDS = frozenset("""
+    account account_gather_frequency admin_comment allocation_node_list allocation_node_port argv array
+    batch_features begin_time flags burst_buffer clusters cluster_constraint comment contiguous container
+    container_id core_specification thread_specification cpu_binding cpu_binding_flags cpu_frequency
+    cpus_per_tres crontab deadline delay_boot dependency end_time environment rlimits excluded_nodes extra
+    constraints group_id hetjob_group immediate job_id kill_on_node_fail licenses mail_type mail_user
+    mcs_label memory_binding memory_binding_type memory_per_tres name network nice tasks open_mode
+    reserve_ports overcommit partition distribution_plane_size power_flags prefer hold priority profile qos
+    reboot required_nodes requeue reservation script shared site_factor spank_environment distribution
+    time_limit time_minimum tres_bind tres_freq tres_per_job tres_per_node tres_per_socket tres_per_task
+    user_id wait_all_nodes kill_warning_flags kill_warning_signal kill_warning_delay
+    current_working_directory cpus_per_task minimum_cpus maximum_cpus nodes minimum_nodes maximum_nodes
+    minimum_boards_per_node minimum_sockets_per_board sockets_per_node threads_per_core tasks_per_node
+    tasks_per_socket tasks_per_core tasks_per_board ntasks_per_tres minimum_cpus_per_node memory_per_cpu
+    memory_per_node temporary_disk_per_node selinux_context required_switches segment_size standard_error
+    standard_input standard_output wait_for_switch wckey x11 x11_magic_cookie x11_target_host
+    x11_target_port exclusive oversubscribe kill_on_invalid_dependency
+""".split())
+
+
+class SlurmError(Exception):
+    """A refusal in Slurm's error shape."""
+
+    def __init__(self, status: int, error_number: int, description: str, source: str,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(description)
+        self.status = status
+        self.error_number = error_number
+        self.description = description
+        self.source = source
+        self.headers = headers
+
+
+def source_path(path: str) -> str:
+    return "#/" + path.replace(".", "/")
+
+
+@dataclass
+class Warnings:
+    items: list[dict[str, str]] = field(default_factory=list)
+
+    def add(self, path: str, description: str) -> None:
+        self.items.append({"description": description, "source": source_path(path)})
+
+
+def no_val(number: int | None = None, *, infinite: bool = False) -> dict[str, Any]:
+    """Slurm's ``{set, infinite, number}`` struct; None is "not set"."""
+    return {"set": number is not None or infinite, "infinite": infinite, "number": 0 if number is None else number}
+
+
+def timestamp(moment: datetime | None) -> dict[str, Any]:
+    return no_val(None if moment is None else int(moment.timestamp()))
+
+
+def meta(request: Request, version: str) -> dict[str, Any]:
+    client = request.client
+    return {
+        "plugin": {"type": "openapi/slurmctld", "name": "Slurm OpenAPI slurmctld",
+                   "data_parser": f"data_parser/{version}", "accounting_storage": ""},
+        "client": {"source": f"[{client.host}]:{client.port}" if client else "",
+                   "user": request.headers.get(USER_HEADER, ""), "group": ""},
+        "command": [],
+        "slurm": {"version": dict(SLURM_VERSION), "release": SLURM_RELEASE, "cluster": CLUSTER_NAME},
+    }
+
+
+def error_content(request: Request, version: str, error: SlurmError,
+                   warnings: Warnings | None = None) -> dict[str, Any]:
+    return {
+        "errors": [{"description": error.description, "error_number": error.error_number,
+                    "error": STRERROR.get(error.error_number, STRERROR[SLURM_ERROR]), "source": error.source}],
+        "warnings": warnings.items if warnings else [],
+        "meta": meta(request, version),
+    }
+
+
+def _exit_code(job: jobs.Job) -> dict[str, Any]:
+    """Slurm's process_exit_code_verbose."""
+    if not job.state.is_terminal():
+        return {"status": ["PENDING"], "return_code": no_val(), "signal": {"id": no_val(), "name": ""}}
+    if job.signal:
+        try:
+            name = signal_module.Signals(job.signal).name
+        except ValueError:
+            name = str(job.signal)
+        return {"status": ["SIGNALED"], "return_code": no_val(job.exit_code or 0),
+                "signal": {"id": no_val(job.signal), "name": name}}
+    code = job.exit_code or 0
+    return {"status": ["SUCCESS" if code == 0 else "ERROR"], "return_code": no_val(code),
+            "signal": {"id": no_val(), "name": ""}}
+
+
+def job_info(job: jobs.Job) -> dict[str, Any]:
+    """A conductor job as Slurm's job_info."""
+    spec = job.spec
+    held = spec.hold is not None
+    limit_min = None if spec.time_limit_s is None else math.ceil(spec.time_limit_s / 60)
+    end_time = job.end_time
+    if end_time is None and job.state is jobs.JobState.RUNNING and job.start_time and spec.time_limit_s:
+        end_time = job.start_time + timedelta(seconds=spec.time_limit_s)  # Slurm: the expected end
+    is_task = spec.array_job_id is not None and spec.array_task_id is not None
+    reason = job.reason
+    if held and job.state is jobs.JobState.PENDING and reason == jobs.Reason.NONE:
+        # Slurm shows the hold at once; conductor records it at the scheduler's next pass.
+        reason = jobs.Reason.HELD_ADMIN if spec.hold == "admin" else jobs.Reason.HELD_USER
+    return {
+        "job_id": job.id,
+        "name": spec.name,
+        "account": spec.account,
+        "partition": spec.partition,
+        "user_name": spec.user,
+        "group_name": "",
+        "cluster": CLUSTER_NAME,
+        "job_state": [job.state.value],
+        "state_reason": reason,
+        "state_description": "",
+        "exit_code": _exit_code(job),
+        "derived_exit_code": _exit_code(job),
+        "batch_flag": True,
+        "batch_host": job.node_name or "",
+        "nodes": job.node_name or "",
+        "node_count": no_val(1),
+        "cpus": no_val(spec.total_cpus),
+        "tasks": no_val(spec.ntasks_per_node),
+        "cpus_per_task": no_val(spec.cpus_per_task),
+        "tasks_per_node": no_val(spec.ntasks_per_node),
+        "memory_per_node": no_val(spec.memory_per_node_mb),
+        "memory_per_cpu": no_val(),
+        "time_limit": no_val(limit_min) if limit_min is not None else no_val(infinite=True),
+        "submit_time": timestamp(job.submit_time),
+        "eligible_time": timestamp(spec.begin_time or job.submit_time),
+        "start_time": timestamp(job.start_time),
+        "end_time": timestamp(end_time),
+        "standard_output": job.stdout_path,
+        "standard_error": job.stderr_path,
+        "standard_input": "/dev/null",
+        "current_working_directory": spec.working_dir,
+        "command": "",
+        "priority": no_val(0 if held else spec.priority),
+        "nice": spec.nice,
+        "hold": held,
+        "requeue": spec.requeue,
+        "restart_cnt": job.restart_count,
+        "array_job_id": no_val(spec.array_job_id if is_task else 0),
+        "array_task_id": no_val(spec.array_task_id) if is_task else no_val(),
+        "array_max_tasks": no_val(spec.array_max_running or 0),
+        "array_task_string": "",
+        "dependency": spec.dependency or "",
+        "flags": [],
+        "qos": "",
+    }
