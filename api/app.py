@@ -8,13 +8,18 @@ from typing import AsyncIterator
 from fastapi import FastAPI
 
 from api import errors
-from api.routes import control, health, jobs, slurm
+from api.routes import cluster, control, health, jobs, slurm
+from api.routes import stream  # noqa: I001 - GET /api/jobs/{id}/output/follow (SSE)
 from conductor.config import Settings
 from conductor.service import JobService
 
 
-def create_app(settings: Settings, *, service: JobService | None = None) -> FastAPI:
-    """The API for ``settings``; a service is built (and the schema migrated) unless one is given."""
+def create_app(settings: Settings, *, service: JobService | None = None, check_ray: bool = False) -> FastAPI:
+    """The API for ``settings``; a service is built (and the schema migrated) unless one is given.
+
+    ``check_ray``: this process also runs the scheduler (``conductor up``), so health and
+    readiness ask the scheduler actor too.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -30,11 +35,14 @@ def create_app(settings: Settings, *, service: JobService | None = None) -> Fast
                   description="Submit batch jobs (Slurm-style) and follow them. Errors share one shape: "
                               "`{\"error\": {\"status\", \"code\", \"message\", \"fields\"}}`.")
     app.state.settings = settings
+    app.state.check_ray = check_ray
     if service is not None:
         app.state.service = service
     errors.install(app)
     app.include_router(jobs.router)
+    app.include_router(stream.router)
     app.include_router(control.router)
+    app.include_router(cluster.router)
     app.include_router(health.router)
     app.include_router(slurm.router)
     return app

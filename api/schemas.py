@@ -247,7 +247,9 @@ class ErrorResponse(BaseModel):
 
 class HealthResponse(BaseModel):
     status: str = Field(description="ok when every component is ok.", examples=["ok"])
-    components: dict[str, str] = Field(examples=[{"database": "ok", "queue": "ok"}])
+    components: dict[str, str] = Field(description="database, queue and ray, each ok or why not.",
+                                       examples=[{"database": "ok", "queue": "ok", "ray": "ok: 1 node(s), 0 pending, "
+                                                                                      "0 running"}])
 
 
 SubmitResponse.model_rebuild()
@@ -365,3 +367,55 @@ class BatchSubmitResponse(BaseModel):
     """The new jobs' ids, in the order of the request."""
 
     job_ids: list[int] = Field(description="One id per submitted job, in request order.", examples=[[42, 43]])
+
+
+class Capacity(BaseModel):
+    """Total, allocated (unreleased allocation rows) and free."""
+
+    total: int = Field(examples=[32])
+    allocated: int = Field(examples=[12])
+    free: int = Field(examples=[20])
+
+
+class NodeOut(BaseModel):
+    """A Ray node as conductor schedules it (`sinfo -N`)."""
+
+    name: str = Field(examples=["kunpeng-compute-01"])
+    ray_node_id: str = Field(examples=["761a8647a92c06161074cdf0e0ace83f8870c51e5d3d1794012be471"])
+    state: str = Field(description="up or down.", examples=["up"])
+    partition: str = Field(description="From the node label conductor.io/partition; default when absent.",
+                           examples=["default"])
+    labels: dict[str, str] = Field(examples=[{"conductor.io/partition": "default"}])
+    cpus: Capacity
+    memory_mb: Capacity
+    gpus: int = Field(examples=[0])
+
+
+class NodeListResponse(BaseModel):
+    nodes: list[NodeOut]
+
+
+class PartitionOut(BaseModel):
+    """Nodes grouped by partition (`sinfo`)."""
+
+    name: str = Field(examples=["default"])
+    state: str = Field(description="up when at least one of its nodes is up.", examples=["up"])
+    nodes: list[str] = Field(examples=[["kunpeng-compute-01"]])
+    cpus: Capacity
+    memory_mb: Capacity
+    pending_jobs: int = Field(examples=[3])
+    running_jobs: int = Field(examples=[4])
+
+
+class PartitionListResponse(BaseModel):
+    partitions: list[PartitionOut]
+
+
+class QueueSummary(BaseModel):
+    """The queue at a glance: pending and running jobs, and why the pending ones wait."""
+
+    pending_jobs: int = Field(examples=[12])
+    running_jobs: int = Field(examples=[4])
+    pending_cpus: int = Field(description="CPUs the pending jobs ask for.", examples=[48])
+    running_cpus: int = Field(description="CPUs the running jobs hold.", examples=[16])
+    pending_by_reason: dict[str, int] = Field(examples=[{"Resources": 1, "Priority": 11}])

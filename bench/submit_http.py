@@ -66,6 +66,7 @@ class Result:
     seconds: float
     latencies_ms: list[float]
     client_cpu_s: float = 0.0
+    server_cpu_s: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -74,7 +75,8 @@ class Result:
     def line(self) -> str:
         ordered = sorted(self.latencies_ms) or [0.0]
         p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
-        cpu = f"   client CPU {self.client_cpu_s:5.1f} s" if self.client_cpu_s else ""
+        cpu = (f"   CPU/job: server {self.server_cpu_s / self.jobs * 1000:5.2f} ms, "
+               f"client {self.client_cpu_s / self.jobs * 1000:5.2f} ms") if self.server_cpu_s else ""
         return (f"{self.label:46s} {self.rate:8.0f} jobs/s   p50 {statistics.median(ordered):7.1f} ms   "
                 f"p95 {p95:7.1f} ms   ({self.jobs} jobs, {self.seconds:5.2f} s){cpu}")
 
@@ -82,6 +84,17 @@ class Result:
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by a live process and its live children (uvicorn and its workers)."""
+    ticks, found = 0, 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if stat.parent.name == str(pid) or fields[1] == str(pid):
+                ticks, found = ticks + int(fields[11]) + int(fields[12]), found + 1
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 # -- scratch backends ------------------------------------------------------------------------
@@ -159,8 +172,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass
+class Server:
+    url: str
+    pid: int
+
+
 @contextlib.contextmanager
-def api_server(settings, workers: int) -> Iterator[str]:  # noqa: ANN001
+def api_server(settings, workers: int) -> Iterator[Server]:  # noqa: ANN001
     """uvicorn --factory serving create_app(settings) with ``workers`` processes."""
     port = _free_port()
     env = {**os.environ, SETTINGS_ENV: settings.model_dump_json(), "PYTHONPATH": str(ROOT)}
@@ -171,7 +190,7 @@ def api_server(settings, workers: int) -> Iterator[str]:  # noqa: ANN001
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, process)
-        yield url
+        yield Server(url, process.pid)
     finally:
         process.terminate()
         try:
@@ -196,7 +215,7 @@ def _wait_healthy(url: str, process: subprocess.Popen) -> None:
 # -- clients ---------------------------------------------------------------------------------
 
 
-def run_clients(url: str, clients: int, requests: int, path: str, body: dict, jobs_per_request: int,
+def run_clients(server: Server, clients: int, requests: int, path: str, body: dict, jobs_per_request: int,
                 label: str) -> Result:
     """``requests`` POSTs of ``body`` to ``path`` from ``clients`` threads; every one must succeed."""
     counter = iter(range(requests))
@@ -206,7 +225,7 @@ def run_clients(url: str, clients: int, requests: int, path: str, body: dict, jo
     payload = json.dumps(body).encode()
 
     def client() -> None:
-        with httpx.Client(base_url=url, timeout=60, headers={"content-type": "application/json"}) as http:
+        with httpx.Client(base_url=server.url, timeout=60, headers={"content-type": "application/json"}) as http:
             while True:
                 with lock:
                     if next(counter, None) is None:
@@ -220,32 +239,33 @@ def run_clients(url: str, clients: int, requests: int, path: str, body: dict, jo
                         errors.append(f"{response.status_code} {response.text[:200]}")
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
-    cpu, started = _cpu_s(), time.perf_counter()
+    cpu, server_cpu, started = _cpu_s(), _tree_cpu_s(server.pid), time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     seconds, cpu = time.perf_counter() - started, _cpu_s() - cpu
+    server_cpu = _tree_cpu_s(server.pid) - server_cpu
     if errors:
         raise SystemExit(f"{label}: {len(errors)} requests failed, first: {errors[0]}")
-    return Result(label, requests * jobs_per_request, seconds, latencies, cpu)
+    return Result(label, requests * jobs_per_request, seconds, latencies, cpu, server_cpu)
 
 
 def http_runs(settings, workers: int, args: argparse.Namespace) -> list[Result]:  # noqa: ANN001
     results = []
     batch_body = {"jobs": [BODY] * args.batch_size}
-    with api_server(settings, workers) as url:
-        run_clients(url, args.clients, 200, "/api/jobs/submit", BODY, 1, "warm-up")
+    with api_server(settings, workers) as server:
+        run_clients(server, args.clients, 200, "/api/jobs/submit", BODY, 1, "warm-up")
         if args.batches:
-            run_clients(url, 2, 2, "/api/jobs/batch", batch_body, args.batch_size, "warm-up")
+            run_clients(server, 2, 2, "/api/jobs/batch", batch_body, args.batch_size, "warm-up")
         reset(settings)
-        results.append(run_clients(url, args.clients, args.jobs, "/api/jobs/submit", BODY, 1,
+        results.append(run_clients(server, args.clients, args.jobs, "/api/jobs/submit", BODY, 1,
                                    f"HTTP single, {workers} worker(s), {args.clients} clients"))
         check_stored(settings, args.jobs)
         reset(settings)
         if not args.batches:
             return results
-        results.append(run_clients(url, args.batch_clients, args.batches, "/api/jobs/batch", batch_body,
+        results.append(run_clients(server, args.batch_clients, args.batches, "/api/jobs/batch", batch_body,
                                    args.batch_size, f"HTTP batch of {args.batch_size}, {workers} worker(s), "
                                                     f"{args.batch_clients} clients"))
         check_stored(settings, args.batches * args.batch_size)

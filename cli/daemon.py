@@ -177,7 +177,7 @@ def run_up(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: None)
     try:
-        uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
+        uvicorn.run(create_app(settings, check_ray=True), host=settings.api_host, port=settings.api_port,
                     log_level=settings.log_level.lower())
     finally:
         stop.set()

@@ -8,6 +8,8 @@ import ray
 
 #: A node label that names the node for conductor (overrides Ray's NodeName).
 NODE_NAME_LABEL = "conductor.io/node-name"
+#: A node label that puts the node in a partition (ray start --labels conductor.io/partition=gpu).
+PARTITION_LABEL = "conductor.io/partition"
 _MIB = 1024 * 1024
 
 

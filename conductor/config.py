@@ -68,7 +68,18 @@ class Settings(BaseModel):
     job_output_dir: Path | None = None
     kill_wait_s: float = Field(30.0, ge=0)
     max_script_bytes: int = Field(1024 * 1024, ge=1)
+    allowed_dirs: tuple[Path, ...] = ()
     log_level: str = "INFO"
+
+    @field_validator("allowed_dirs", mode="before")
+    @classmethod
+    def _dir_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        for path in value or ():
+            if not str(path).startswith("/"):
+                raise ValueError(f"{path!r} is not an absolute directory")
+        return tuple(Path(os.path.normpath(str(path))) for path in value or ())
 
     @field_validator("state_dir", "job_output_dir", mode="after")
     @classmethod

@@ -176,7 +176,23 @@ class JobService:
         if not os.path.isabs(spec.working_dir):
             raise InvalidJobSpec("current_working_directory", f"{spec.working_dir!r} is not an absolute path")
         self._check_dependency(spec.dependency)
+        self._check_paths(spec)
         self._check_fits_a_node(spec)
+
+    def _check_paths(self, spec: jobs.JobSpec) -> None:
+        """Working directory and output files must lie in ALLOWED_DIRS, when it is set."""
+        allowed = self._settings.allowed_dirs
+        if not allowed:
+            return
+        for field, pattern in (("current_working_directory", "."), ("standard_output", spec.stdout_pattern),
+                               ("standard_error", spec.stderr_pattern)):
+            if pattern is None:
+                continue
+            path = os.path.normpath(os.path.join(spec.working_dir, jobs.expand_output_pattern(
+                pattern, job_id=0, name="x", user="x")))
+            if not any(path == str(d) or path.startswith(str(d).rstrip("/") + "/") for d in allowed):
+                raise InvalidJobSpec(field, f"{path} is outside the allowed directories "
+                                            f"({', '.join(str(d) for d in allowed)})")
 
     def _live_nodes(self) -> list:
         """The live nodes, read at most once per NODES_MAX_AGE_S while some are known.

@@ -1,20 +1,21 @@
-"""``/api/health``: each dependency reported separately."""
+"""``/api/health`` (liveness) and ``/api/ready`` (readiness): database, queue and Ray reported separately."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import ServiceDep
+from api.deps import ServiceDep, SettingsDep
+from api.errors import RETRY_AFTER_S
 from api.schemas import HealthResponse
+from cluster.status import scheduler_status
 from conductor.exceptions import ServiceUnavailable
+from conductor.service import JobService
 
 router = APIRouter(prefix="/api", tags=["health"])
 
 
-@router.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
-def health(service: ServiceDep) -> JSONResponse:
-    """ok, or 503 naming the component that is down."""
+def _storage(service: JobService) -> dict[str, str]:
     components = {}
     for name, check in (("database", service.repository.ping), ("queue", service.job_queue.ping)):
         try:
@@ -22,6 +23,32 @@ def health(service: ServiceDep) -> JSONResponse:
             components[name] = "ok"
         except ServiceUnavailable as exc:
             components[name] = f"unavailable: {exc}"
-    ok = all(value == "ok" for value in components.values())
+    return components
+
+
+@router.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
+def health(request: Request, service: ServiceDep, settings: SettingsDep) -> JSONResponse:
+    """ok when the database and the queue answer (jobs can be accepted); Ray's state is reported beside them
+    and counts only when this process is attached to Ray and the scheduler does not answer."""
+    components = _storage(service)
+    ray_ok, components["ray"] = scheduler_status(settings, check=_checks_ray(request))
+    ok = components["database"] == components["queue"] == "ok" and ray_ok is not False
+    return _reply(components, ok)
+
+
+@router.get("/ready", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
+def ready(request: Request, service: ServiceDep, settings: SettingsDep) -> JSONResponse:
+    """ok only when the database, the queue and the scheduler all answer: submitted jobs will run."""
+    components = _storage(service)
+    ray_ok, components["ray"] = scheduler_status(settings, check=_checks_ray(request))
+    return _reply(components, components["database"] == components["queue"] == "ok" and ray_ok is True)
+
+
+def _checks_ray(request: Request) -> bool:
+    return bool(getattr(request.app.state, "check_ray", False))
+
+
+def _reply(components: dict[str, str], ok: bool) -> JSONResponse:
     body = HealthResponse(status="ok" if ok else "unavailable", components=components)
-    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+    headers = None if ok else {"Retry-After": str(RETRY_AFTER_S)}
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503, headers=headers)

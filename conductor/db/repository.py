@@ -368,6 +368,17 @@ class JobRepository:
             return [NodeInfo(row.name, row.ray_node_id, row.total_cpus, row.total_memory_mb, row.total_gpus,
                              dict(row.labels or {}), row.alive) for row in session.scalars(query)]
 
+    def active_summary(self) -> list[tuple[str, str, str, int, int]]:
+        """(state, reason, partition, jobs, CPUs) for PENDING and RUNNING jobs: the queue at a glance."""
+        active = (jobs.JobState.PENDING.value, jobs.JobState.RUNNING.value)
+        cpus = JobRow.cpus_per_task * JobRow.ntasks_per_node
+        with self._session() as session:
+            rows = session.execute(
+                select(JobRow.state, JobRow.reason, JobRow.partition, func.count(), func.sum(cpus))
+                .where(JobRow.state.in_(active)).group_by(JobRow.state, JobRow.reason, JobRow.partition)).all()
+            return [(state, reason, partition, int(count), int(total or 0))
+                    for state, reason, partition, count, total in rows]
+
     def ping(self) -> None:
         """Raise DatabaseUnavailable unless a trivial query succeeds."""
         with self._session() as session:

@@ -119,7 +119,8 @@ def test_unknown_job_is_404_in_the_error_shape(client: TestClient) -> None:
 def test_health_reports_each_component(client: TestClient) -> None:
     response = client.get("/api/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "components": {"database": "ok", "queue": "ok"}}
+    assert response.json()["status"] == "ok"
+    assert {k: v for k, v in response.json()["components"].items() if k != "ray"} == {"database": "ok", "queue": "ok"}
 
 
 def test_unreachable_queue_gives_503_with_retry_after_and_stores_nothing(settings_factory) -> None:
@@ -140,3 +141,20 @@ def test_openapi_documents_the_submit_body(client: TestClient) -> None:
     job = schema["components"]["schemas"]["JobDescription"]["properties"]
     assert job["memory_per_node"]["description"].startswith("Memory per node")
     assert "/api/jobs/submit" in schema["paths"]
+
+
+def test_paths_outside_the_allowed_directories_are_refused(settings_factory, tmp_path) -> None:
+    settings = settings_factory("sqlite-embedded", allowed_dirs=(tmp_path / "ok",))
+    with TestClient(create_app(settings)) as client:
+        inside = {"job": {"current_working_directory": str(tmp_path / "ok" / "run"), "standard_output": "o-%j.txt"},
+                  "script": "#!/bin/bash\ntrue\n"}
+        assert client.post("/api/jobs/submit", json=inside).status_code == 200
+        for field, change in (("current_working_directory", {"current_working_directory": str(tmp_path)}),
+                              ("standard_output", {"standard_output": "../../etc/passwd"}),
+                              ("standard_error", {"standard_error": "/etc/%j.err"})):
+            body = {"job": {**inside["job"], **change}, "script": inside["script"]}
+            response = client.post("/api/jobs/submit", json=body)
+            assert response.status_code == 422, response.text
+            assert response.json()["error"]["fields"][0]["field"] == f"job.{field}"
+            assert "outside the allowed directories" in response.json()["error"]["message"]
+        assert client.app.state.service.repository.ids_in_state(jobs.JobState.PENDING) == [1]

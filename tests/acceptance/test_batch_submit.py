@@ -15,7 +15,8 @@ from conductor import queue
 from conductor.config import Settings
 from conductor.db.models import JobRow, QueueEntryRow
 from conductor.db.repository import NodeInfo
-from conductor.service import JobService
+from conductor.service import NODES_MAX_AGE_S, JobService
+from tests.helpers import wait_for
 
 
 def _item(name: str, **job: object) -> dict:
@@ -111,6 +112,15 @@ def test_unreachable_redis_gives_503_and_stores_nothing(backend: str, settings_f
         assert response.headers["retry-after"] == "5"
         assert response.json()["error"]["code"] == "unavailable"
         assert _job_rows(client.app.state.service) == 0
+
+
+def test_a_node_that_joins_is_seen_by_submissions_within_the_node_list_age(client: TestClient) -> None:
+    big = {"jobs": [_item("big", cpus_per_task=64)]}
+    assert client.post("/api/jobs/batch", json=big).status_code == 422  # the node list is now fresh
+    client.service.repository.replace_nodes([  # type: ignore[attr-defined]
+        NodeInfo("n1", "ray-n1", 32, 65536, 0, {}, True), NodeInfo("n2", "ray-n2", 64, 65536, 0, {}, True)])
+    wait_for(lambda: client.post("/api/jobs/batch", json=big).status_code == 200,
+             timeout_s=NODES_MAX_AGE_S + 5)
 
 
 def test_batch_size_limit_is_enforced(client: TestClient, settings: Settings) -> None:

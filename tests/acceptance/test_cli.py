@@ -85,6 +85,14 @@ def test_up_prints_the_banner(service_up: dict) -> None:
         assert line in banner, banner
 
 
+def test_ready_reports_database_queue_and_ray(service_up: dict) -> None:
+    response = httpx.get(f"{service_up['url']}/api/ready", timeout=10)
+    assert response.status_code == 200, response.text
+    components = response.json()["components"]
+    assert components["database"] == components["queue"] == "ok"
+    assert components["ray"].startswith("ok: 1 node(s)")
+
+
 def test_submit_runs_a_script_with_cpus_and_memory(service_up: dict, tmp_path: Path) -> None:
     script = tmp_path / "job.sh"
     script.write_text("#!/bin/bash\necho \"cpus=$SLURM_CPUS_PER_TASK mem=$SLURM_MEM_PER_NODE "

@@ -1,0 +1,83 @@
+"""``/api/nodes``, ``/api/partitions``, ``/api/queue``: capacity and load, like sinfo and squeue's totals."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import ServiceDep
+from api.schemas import (Capacity, ErrorResponse, NodeListResponse, NodeOut, PartitionListResponse, PartitionOut,
+                         QueueSummary)
+from cluster.nodes import PARTITION_LABEL
+from conductor import jobs
+from conductor.db.repository import NodeInfo
+from conductor.service import JobService
+
+router = APIRouter(prefix="/api", tags=["cluster"])
+_ERRORS = {503: {"model": ErrorResponse}}
+DEFAULT_PARTITION = jobs.DEFAULT_PARTITION
+
+
+def _partition_of(node: NodeInfo) -> str:
+    return str(node.labels.get(PARTITION_LABEL) or DEFAULT_PARTITION)
+
+
+def _node_out(node: NodeInfo, used: tuple[int, int]) -> NodeOut:
+    cpus, memory_mb = used
+    return NodeOut(name=node.name, ray_node_id=node.ray_node_id, state="up" if node.alive else "down",
+                   partition=_partition_of(node), labels={k: str(v) for k, v in node.labels.items()},
+                   cpus=Capacity(total=node.total_cpus, allocated=cpus, free=max(0, node.total_cpus - cpus)),
+                   memory_mb=Capacity(total=node.total_memory_mb, allocated=memory_mb,
+                                      free=max(0, node.total_memory_mb - memory_mb)),
+                   gpus=node.total_gpus)
+
+
+def _nodes(service: JobService) -> list[NodeOut]:
+    used = service.repository.unreleased_by_node()
+    return [_node_out(node, used.get(node.ray_node_id, (0, 0))) for node in service.repository.nodes(alive_only=False)]
+
+
+@router.get("/nodes", response_model=NodeListResponse, responses=_ERRORS, summary="Nodes and their capacity")
+def list_nodes(service: ServiceDep) -> NodeListResponse:
+    """Every node the scheduler has seen, with total, allocated and free CPUs and memory."""
+    return NodeListResponse(nodes=_nodes(service))
+
+
+@router.get("/partitions", response_model=PartitionListResponse, responses=_ERRORS, summary="Partitions")
+def list_partitions(service: ServiceDep) -> PartitionListResponse:
+    """Up nodes grouped by their partition label, with capacity and job counts."""
+    counts: dict[tuple[str, str], int] = {}
+    for state, _reason, partition, count, _cpus in service.repository.active_summary():
+        counts[state, partition] = counts.get((state, partition), 0) + count
+    groups: dict[str, list[NodeOut]] = {}
+    for node in _nodes(service):
+        if node.state == "up":
+            groups.setdefault(node.partition, []).append(node)
+    return PartitionListResponse(partitions=[_partition_out(name, nodes, counts) for name, nodes in
+                                             sorted(groups.items())])
+
+
+def _partition_out(name: str, nodes: list[NodeOut], counts: dict[tuple[str, str], int]) -> PartitionOut:
+    def total(pick) -> Capacity:  # noqa: ANN001
+        caps = [pick(node) for node in nodes]
+        return Capacity(total=sum(c.total for c in caps), allocated=sum(c.allocated for c in caps),
+                        free=sum(c.free for c in caps))
+
+    return PartitionOut(name=name, state="up", nodes=[n.name for n in nodes], cpus=total(lambda n: n.cpus),
+                        memory_mb=total(lambda n: n.memory_mb),
+                        pending_jobs=counts.get((jobs.JobState.PENDING.value, name), 0),
+                        running_jobs=counts.get((jobs.JobState.RUNNING.value, name), 0))
+
+
+@router.get("/queue", response_model=QueueSummary, responses=_ERRORS, summary="Queue summary")
+def queue_summary(service: ServiceDep) -> QueueSummary:
+    """How many jobs wait and run, the CPUs they ask for and hold, and why the pending ones wait."""
+    summary = QueueSummary(pending_jobs=0, running_jobs=0, pending_cpus=0, running_cpus=0, pending_by_reason={})
+    for state, reason, _partition, count, cpus in service.repository.active_summary():
+        if state == jobs.JobState.PENDING.value:
+            summary.pending_jobs += count
+            summary.pending_cpus += cpus
+            summary.pending_by_reason[reason] = summary.pending_by_reason.get(reason, 0) + count
+        else:
+            summary.running_jobs += count
+            summary.running_cpus += cpus
+    return summary

@@ -1,0 +1,39 @@
+"""/api/nodes, /api/partitions and /api/queue: capacity and load from the database's own rows."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from conductor.db.repository import NodeInfo, Start
+from conductor.service import JobService
+from tests.helpers import spec
+
+
+def test_nodes_partitions_and_queue_summary(settings) -> None:
+    service = JobService.from_settings(settings)
+    service.repository.replace_nodes([
+        NodeInfo("n1", "ray-n1", 32, 65536, 0, {}, True),
+        NodeInfo("g1", "ray-g1", 8, 16384, 2, {"conductor.io/partition": "gpu"}, True)])
+    running = service.submit(spec("true", cpus_per_task=4, memory_per_node_mb=1024)).id
+    service.repository.start_jobs([Start(running, "n1", "ray-n1", 4, 1024)])
+    service.submit(spec("true", cpus_per_task=2))
+    service.submit(spec("true", cpus_per_task=3, hold="user"))
+    service.repository.set_pending_reasons({"Resources": [running + 1], "JobHeldUser": [running + 2]})
+    with TestClient(create_app(settings, service=service)) as client:
+        nodes = {n["name"]: n for n in client.get("/api/nodes").json()["nodes"]}
+        assert nodes["n1"]["cpus"] == {"total": 32, "allocated": 4, "free": 28}
+        assert nodes["n1"]["memory_mb"] == {"total": 65536, "allocated": 1024, "free": 64512}
+        assert (nodes["g1"]["partition"], nodes["g1"]["gpus"], nodes["g1"]["state"]) == ("gpu", 2, "up")
+        partitions = {p["name"]: p for p in client.get("/api/partitions").json()["partitions"]}
+        assert partitions["default"]["nodes"] == ["n1"] and partitions["gpu"]["nodes"] == ["g1"]
+        assert partitions["default"]["cpus"]["free"] == 28
+        assert (partitions["default"]["running_jobs"], partitions["default"]["pending_jobs"]) == (1, 2)
+        summary = client.get("/api/queue").json()
+        assert summary == {"pending_jobs": 2, "running_jobs": 1, "pending_cpus": 5, "running_cpus": 4,
+                           "pending_by_reason": {"Resources": 1, "JobHeldUser": 1}}
+        service.repository.replace_nodes([NodeInfo("n1", "ray-n1", 32, 65536, 0, {}, True)])
+        assert {n["name"]: n["state"] for n in client.get("/api/nodes").json()["nodes"]} == {"g1": "down",
+                                                                                              "n1": "up"}
+        assert [p["name"] for p in client.get("/api/partitions").json()["partitions"]] == ["default"]
+    service.close()
