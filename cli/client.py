@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Iterator
 
 import httpx
 
@@ -80,6 +80,38 @@ class ApiClient:
             self._raise_for(response, path)
         headers = {k.lower(): v for k, v in response.headers.items() if k.lower().startswith("x-conductor-")}
         return response.text, headers
+
+    def follow_output(self, job_id: int, params: dict[str, Any]) -> Iterator[tuple[str, str, str | None]]:
+        """``GET /api/jobs/{id}/output/follow``: its Server-Sent Events as (event, data, id) while they come.
+
+        ``event`` is "message" for output (data: a JSON string), "truncated" or "end"; ``id`` is the
+        last id received (the offset to resume from).  Ends when the server closes the stream.
+        """
+        path = f"/api/jobs/{job_id}/output/follow"
+        timeout = httpx.Timeout(30.0, read=60.0)  # the server sends a keepalive after 15 s of silence
+        try:
+            with self._http.stream("GET", path, params=params, timeout=timeout,
+                                   headers={"Accept": "text/event-stream"}) as response:
+                if not response.is_success:
+                    response.read()
+                    self._raise_for(response, path)
+                event, data, last_id = "message", [], None
+                for line in response.iter_lines():
+                    if not line:  # an event is complete
+                        if data:
+                            yield event, "\n".join(data), last_id
+                        event, data = "message", []
+                        continue
+                    name, _, value = line.partition(":")
+                    value = value[1:] if value.startswith(" ") else value
+                    if name == "data":
+                        data.append(value)
+                    elif name == "event":
+                        event = value
+                    elif name == "id":
+                        last_id = value  # (a line starting with ':' is a comment: the name is empty)
+        except httpx.HTTPError as exc:
+            raise ClientError(f"cannot reach the conductor API at {self.base_url}: {exc}") from None
 
     def _raise_for(self, response: httpx.Response, path: str) -> None:
         """Raise ClientError with the API's one-line message for an error response."""

@@ -16,12 +16,15 @@ import typer
 from typer.core import TyperCommand
 
 from cli import render
-from cli.client import ApiClient
+from cli.client import ApiClient, ClientError
 from cli.main import _call, app, fail
 from conductor.jobs import JobState
 
-#: How often ``logs -f`` asks the API for new output (an SSE endpoint will replace the polling).
-FOLLOW_POLL_S = 0.5
+#: ``logs -f`` follows GET /api/jobs/{id}/output/follow (Server-Sent Events); when the stream ends
+#: without its end event (the API restarted), it connects again after this many seconds ...
+FOLLOW_RETRY_S = 0.5
+#: ... up to this many times in a row without receiving anything.
+FOLLOW_RETRIES = 5
 ACTIVE_STATES = [JobState.PENDING.value, JobState.RUNNING.value]
 FINISHED_STATES = [state.value for state in JobState if state.is_terminal()]
 _BY_SHORT_CODE = {state.short: state.value for state in JobState}
@@ -203,7 +206,7 @@ def logs(
     job_id: int = typer.Argument(..., min=1, help="Job id."),
     err: bool = typer.Option(False, "--err", help="Print stderr (the stdout file when the job has no -e)."),
     follow: bool = typer.Option(False, "-f", "--follow",
-                                help="Keep printing new output until the job ends (asks every 0.5 s)."),
+                                help="Keep printing new output until the job ends (streamed by the API)."),
 ) -> None:
     """Print a job's output; with -f follow it until the job ends, like tail -f.
 
@@ -219,6 +222,9 @@ def logs(
 
 def _print_output(client: ApiClient, job_id: int, stream: str, *, follow: bool) -> None:
     """Read the file from the start; with ``follow`` keep reading until the job is final and all is read."""
+    if follow:
+        _follow_output(client, job_id, stream)
+        return
     offset = 0
     while True:
         text, headers = client.output(job_id, {"stream": stream, "offset": offset})
@@ -230,11 +236,28 @@ def _print_output(client: ApiClient, job_id: int, stream: str, *, follow: bool) 
             continue
         _write(text)
         offset = int(headers["x-conductor-output-next-offset"])
-        if text and offset < size:
-            continue  # more is there already
-        if not follow or headers["x-conductor-job-state"] not in ACTIVE_STATES:
+        if not (text and offset < size):  # else more is there already
             return
-        time.sleep(FOLLOW_POLL_S)
+
+
+def _follow_output(client: ApiClient, job_id: int, stream: str) -> None:
+    """Print the output events of the follow stream until its end event (the job is final, all is sent)."""
+    offset, retries = 0, 0
+    while True:
+        for event, data, event_id in client.follow_output(job_id, {"stream": stream, "offset": offset}):
+            retries = 0
+            if event == "end":
+                return
+            if event == "truncated":  # the file was started again (the job was requeued and ran again)
+                typer.echo(f"conductor: note: job {job_id}'s {stream} was truncated; reading it from the start",
+                           err=True)
+            elif event == "message":
+                _write(json.loads(data))
+            offset = int(event_id) if event_id is not None else offset
+        retries += 1
+        if retries > FOLLOW_RETRIES:
+            raise ClientError(f"the API keeps closing the output stream of job {job_id}")
+        time.sleep(FOLLOW_RETRY_S)
 
 
 def _write(text: str) -> None:

@@ -43,8 +43,9 @@ def test_api_conforms_to_its_schema(api_schema) -> None:
     """
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert len(operations) >= 8
-    # /api/ready answers its documented 503 here by design: this app runs without a scheduler.
-    operations = [op for op in operations if op.path != "/api/ready"]
+    # /api/ready answers its documented 503 here by design (this app runs without a scheduler),
+    # and a follow stream of a job that never ends would only wait out the client's timeout.
+    operations = [op for op in operations if op.path not in ("/api/ready", "/api/jobs/{job_id}/output/follow")]
     for operation in operations:
         _fuzz(operation)
 
