@@ -2,7 +2,7 @@
 
 Prints, for uvicorn with 1 worker and with 2 workers (``--workers``):
   * single submits: POST /api/jobs/submit from ``--clients`` concurrent clients (threads, one
-    keep-alive httpx.Client each): jobs/s, p50/p95 latency;
+    keep-alive httpx.Client each): jobs/s, p50/p95 latency; then from one client (no queueing);
   * batch submits: POST /api/jobs/batch with ``--batch-size`` jobs per request, from
     ``--batch-clients`` concurrent clients: jobs/s, p50 request latency;
 and, as the baseline measured in the same run, in this process on one thread:
@@ -15,7 +15,10 @@ database (created here, dropped at the end) and Redis db 8 under a unique namesp
 stream is deleted at the end).  No scheduler runs: the jobs stay PENDING.  Every run checks that
 the database holds and the stream carries exactly the jobs that were accepted.
 
-Run:  .venv/bin/python bench/submit_http.py [--jobs 3000] [--batches 20] [--workers 1 2]
+Each HTTP line also gives the CPU time per job of the server (uvicorn and its workers) and of the
+client threads: on a shared machine they vary less from run to run than the rates do.
+
+Run:  .venv/bin/python bench/submit_http.py [--jobs 3000] [--batches 20] [--workers 1 2] [--uvloop]
 Needs PostgreSQL and Redis on 127.0.0.1.  Client and server share the machine's cores.
 """
 
@@ -172,6 +175,28 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def serve(port: int, workers: int, http: str, loop: str) -> None:
+    """What ``uvicorn --factory --workers N`` does, but accepted connections get TCP_NODELAY.
+
+    uvicorn's multi-worker path binds the listener with proto 0; accepted sockets inherit it, and
+    asyncio only sets TCP_NODELAY for IPPROTO_TCP, so every keep-alive request after the first
+    waits ~40 ms for the client's delayed ACK (uvicorn issue 3149).  The single-process path is
+    not affected.
+    """
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    config = uvicorn.Config("submit_http:server_app", factory=True, host="127.0.0.1", port=port, workers=workers,
+                            http=http, loop=loop, log_level="warning", access_log=False)
+    bound = config.bind_socket()
+    listener = socket.socket(bound.family, bound.type, socket.IPPROTO_TCP, fileno=bound.detach())
+    if workers > 1:
+        Multiprocess(config, sockets=[listener]).run()
+    else:
+        uvicorn.Server(config).run(sockets=[listener])
+
+
 @dataclass
 class Server:
     url: str
@@ -179,13 +204,17 @@ class Server:
 
 
 @contextlib.contextmanager
-def api_server(settings, workers: int) -> Iterator[Server]:  # noqa: ANN001
-    """uvicorn --factory serving create_app(settings) with ``workers`` processes."""
+def api_server(settings, workers: int, http: str, loop: str, nodelay: bool) -> Iterator[Server]:  # noqa: ANN001
+    """``uvicorn --factory`` serving create_app(settings) with ``workers`` processes (or serve())."""
     port = _free_port()
-    env = {**os.environ, SETTINGS_ENV: settings.model_dump_json(), "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "uvicorn", "--factory", "submit_http:server_app", "--app-dir",
-               str(ROOT / "bench"), "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-               "--log-level", "warning", "--no-access-log"]
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, SETTINGS_ENV: settings.model_dump_json(), "PYTHONPATH": path}
+    if nodelay:
+        command = [sys.executable, __file__, "--serve", str(port), str(workers), http, loop]
+    else:
+        command = [sys.executable, "-m", "uvicorn", "--factory", "submit_http:server_app", "--app-dir",
+                   str(ROOT / "bench"), "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+                   "--http", http, "--loop", loop, "--log-level", "warning", "--no-access-log"]
     process = subprocess.Popen(command, env=env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -254,19 +283,26 @@ def run_clients(server: Server, clients: int, requests: int, path: str, body: di
 def http_runs(settings, workers: int, args: argparse.Namespace) -> list[Result]:  # noqa: ANN001
     results = []
     batch_body = {"jobs": [BODY] * args.batch_size}
-    with api_server(settings, workers) as server:
+    impl = ("httptools", "uvloop") if args.uvloop else ("h11", "asyncio")
+    http = "HTTP" + ("+uvloop" if args.uvloop else "") + (" nodelay" if args.nodelay else "")
+    with api_server(settings, workers, *impl, args.nodelay) as server:
         run_clients(server, args.clients, 200, "/api/jobs/submit", BODY, 1, "warm-up")
         if args.batches:
             run_clients(server, 2, 2, "/api/jobs/batch", batch_body, args.batch_size, "warm-up")
         reset(settings)
         results.append(run_clients(server, args.clients, args.jobs, "/api/jobs/submit", BODY, 1,
-                                   f"HTTP single, {workers} worker(s), {args.clients} clients"))
+                                   f"{http} single, {workers} worker(s), {args.clients} clients"))
         check_stored(settings, args.jobs)
+        reset(settings)
+        sequential = max(1, args.jobs // 6)  # one client: the latency of a submit without queueing
+        results.append(run_clients(server, 1, sequential, "/api/jobs/submit", BODY, 1,
+                                   f"{http} single, {workers} worker(s), 1 client"))
+        check_stored(settings, sequential)
         reset(settings)
         if not args.batches:
             return results
         results.append(run_clients(server, args.batch_clients, args.batches, "/api/jobs/batch", batch_body,
-                                   args.batch_size, f"HTTP batch of {args.batch_size}, {workers} worker(s), "
+                                   args.batch_size, f"{http} batch of {args.batch_size}, {workers} worker(s), "
                                                     f"{args.batch_clients} clients"))
         check_stored(settings, args.batches * args.batch_size)
         reset(settings)
@@ -326,6 +362,10 @@ def direct_runs(settings, args: argparse.Namespace) -> list[Result]:  # noqa: AN
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--serve"]:
+        port, workers, http, loop = sys.argv[2:6]
+        serve(int(port), int(workers), http, loop)
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=3000, help="single submits per run")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients for single submits")
@@ -333,6 +373,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500, help="jobs per batch request")
     parser.add_argument("--batch-clients", type=int, default=2, help="concurrent clients for batch submits")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="uvicorn worker counts to run")
+    parser.add_argument("--uvloop", action="store_true", help="serve with uvloop + httptools (uvicorn[standard]; "
+                                                               "not a conductor dependency) instead of h11 + asyncio")
+    parser.add_argument("--nodelay", action="store_true", help="serve through serve(): like uvicorn --workers, "
+                                                                "with TCP_NODELAY on accepted connections")
+    parser.add_argument("--no-direct", action="store_true", help="skip the in-process baseline")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     import tempfile
@@ -341,7 +386,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, scratch_backends() as urls:
         settings = _settings(urls, Path(tmp) / "state")
         prepare(settings)
-        results = direct_runs(settings, args)
+        results = [] if args.no_direct else direct_runs(settings, args)
         for workers in args.workers:
             results.extend(http_runs(settings, workers, args))
     print()
