@@ -14,7 +14,8 @@ import time
 from dataclasses import replace
 from typing import Sequence
 
-from conductor import arrays, dependencies, jobs, queue
+from conductor import arrays, dependencies, jobs, output, queue
+from conductor.db import listing
 from conductor.config import Settings
 from conductor.db.repository import JobRepository
 from conductor.db.session import make_engine, migrate
@@ -239,16 +240,15 @@ class JobService:
             f"the job needs {spec.memory_per_node_mb} MB but the largest node with {spec.total_cpus} CPUs "
             f"has {largest_mb} MB")
 
-    def list_jobs(self, job_filter: "listing.JobFilter", *, cursor: int | None = None,
+    def list_jobs(self, job_filter: listing.JobFilter, *, cursor: int | None = None,
                   limit: int = 100) -> tuple[list[jobs.Job], int | None]:
         """Jobs matching ``job_filter`` in id order after ``cursor``: (jobs, next cursor or None)."""
-        from conductor.db import listing
 
         page = listing.JobListing(self._repo.engine).page(job_filter, cursor=cursor, limit=limit)
         return page.jobs, page.next_cursor
 
     def read_output(self, job_id: int, stream: str = "stdout", *, offset: int = 0,
-                    limit_bytes: int = 1024 * 1024, tail_bytes: int | None = None) -> "output.OutputChunk":
+                    limit_bytes: int = 1024 * 1024, tail_bytes: int | None = None) -> output.OutputChunk:
         """A byte range of the job's stdout or stderr file, read on this host.
 
         The job is read first (JobNotFound for an unknown id), then the file.  A job that
@@ -256,7 +256,6 @@ class JobService:
         file is read where the service runs: jobs of other nodes need a shared output
         directory.  ``stderr`` of a job without ``-e`` is the same file as its stdout.
         """
-        from conductor import output
 
         if stream not in output.STREAMS:
             raise ValueError(f"stream must be one of {output.STREAMS}, not {stream!r}")

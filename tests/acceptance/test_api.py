@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -10,24 +9,12 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from conductor import jobs
 from conductor.config import Settings
-from conductor.db.repository import NodeInfo
-from conductor.service import JobService
 
 SEED_BODY = {
     "job": {"account": "test", "name": "concurrent-job-1", "partition": "compute-high-mem",
             "ntasks_per_node": 1, "cpus_per_task": 4, "memory_per_node": "8G"},
     "script": "#!/bin/bash\necho \"Job 1 is running\"\nsleep 10",
 }
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    service = JobService.from_settings(settings)
-    service.repository.replace_nodes([NodeInfo("n1", "ray-n1", 32, 65536, 0, {}, True)])
-    with TestClient(create_app(settings, service=service)) as test_client:
-        test_client.service = service  # type: ignore[attr-defined]
-        yield test_client
-    service.close()
 
 
 def _stored(client: TestClient) -> list[int]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Iterator
 
 import pytest
 import redis
@@ -22,16 +21,6 @@ from tests.helpers import wait_for
 def _item(name: str, **job: object) -> dict:
     return {"job": {"name": name, "cpus_per_task": 1, "memory_per_node": "1G", **job},
             "script": "#!/bin/bash\ntrue\n"}
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    service = JobService.from_settings(settings)
-    service.repository.replace_nodes([NodeInfo("n1", "ray-n1", 32, 65536, 0, {}, True)])
-    with TestClient(create_app(settings, service=service)) as test_client:
-        test_client.service = service  # type: ignore[attr-defined]
-        yield test_client
-    service.close()
 
 
 def _job_rows(service: JobService) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import getpass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -20,8 +20,6 @@ from conductor import jobs
 from conductor.config import Settings
 from conductor.db.listing import JobFilter
 from conductor.db.models import JobRow
-from conductor.db.repository import NodeInfo
-from conductor.service import JobService
 
 VERSIONS = ["v0.0.40", "v0.0.41", "v0.0.42"]
 
@@ -45,16 +43,6 @@ TESTSUITE_BODY = {"script": TESTSUITE_SCRIPT,
 TESTSUITE_HELD_BODY = {"script": TESTSUITE_SCRIPT,
                        "job": {"partition": "debug", "name": "test job", "environment": TESTSUITE_ENV,
                                "priority": {"number": 0, "set": True}, "current_working_directory": "/tmp/"}}
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    service = JobService.from_settings(settings)
-    service.repository.replace_nodes([NodeInfo("n1", "ray-n1", 32, 65536, 0, {}, True)])
-    with TestClient(create_app(settings, service=service)) as test_client:
-        test_client.service = service  # type: ignore[attr-defined]
-        yield test_client
-    service.close()
 
 
 def _all_jobs(client: TestClient) -> list[jobs.Job]:
