@@ -94,10 +94,10 @@ def test_cancel_pending_and_running_leaves_no_process(running_service, backend, 
 
 def test_signal_reaches_a_running_job_which_goes_on(running_service, backend, tmp_path: Path) -> None:
     service = running_service(backend)
-    script = "#!/bin/bash\ntrap 'echo got-usr1 >> signals' USR1\nfor i in $(seq 30); do sleep 0.1; done\n"
+    script = ("#!/bin/bash\ntrap 'echo got-usr1 >> signals' USR1\ntouch trap-ready\n"
+              "for i in $(seq 30); do sleep 0.1; done\n")
     job = service.submit(spec(script, working_dir=str(tmp_path))).id
-    wait_for(lambda: _state(service, job) is jobs.JobState.RUNNING, 20)
-    time.sleep(0.3)  # let bash install its trap before the signal (a real race, not a wait for a condition)
+    wait_for((tmp_path / "trap-ready").exists, 20)  # bash has installed its trap
     assert service.cancel([job], signal_number=10) == {"cancelled": [], "signalled": [job]}
     wait_for((tmp_path / "signals").exists, 10)
     assert _state(service, job) is jobs.JobState.RUNNING
