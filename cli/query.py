@@ -79,6 +79,17 @@ def _filters(user: Optional[str], account: Optional[str], partition: Optional[st
     return {key: value for key, value in params.items() if value}
 
 
+def _list(ctx: typer.Context, params: dict, headers: Any, row: Any, right: Any, *, as_json: bool,
+          header: bool) -> None:
+    """Fetch every matching job (all pages) and print it as JSON or as a table."""
+    found = _call(lambda client: client.all_jobs(params), ctx)
+    if as_json:
+        _print_json({"jobs": found})
+        return
+    now = datetime.now(timezone.utc)
+    render.print_table(headers, [row(job, now) for job in found], right=right, header=header)
+
+
 def _print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2))
 
@@ -106,13 +117,8 @@ def queue(
     state_names = _states(states) if states is not None else ([] if jobs else ACTIVE_STATES)
     if state_names:
         params["state"] = state_names
-    found = _call(lambda client: client.all_jobs(params), ctx)
-    if as_json:
-        _print_json({"jobs": found})
-        return
-    now = datetime.now(timezone.utc)
-    render.print_table(render.QUEUE_HEADERS, [render.queue_row(job, now) for job in found],
-                       right=render.QUEUE_RIGHT, header=not noheader)
+    _list(ctx, params, render.QUEUE_HEADERS, render.queue_row, render.QUEUE_RIGHT, as_json=as_json,
+          header=not noheader)
 
 
 # -- history ------------------------------------------------------------------------------------
@@ -167,13 +173,8 @@ def history(
     window = {"ended_since": _when(since, "--since") or (None if jobs else _midnight_today()),
               "ended_until": _when(until, "--until")}
     params.update({key: value for key, value in window.items() if value})
-    found = _call(lambda client: client.all_jobs(params), ctx)
-    if as_json:
-        _print_json({"jobs": found})
-        return
-    now = datetime.now(timezone.utc)
-    render.print_table(render.HISTORY_HEADERS, [render.history_row(job, now) for job in found],
-                       right=render.HISTORY_RIGHT, header=not noheader)
+    _list(ctx, params, render.HISTORY_HEADERS, render.history_row, render.HISTORY_RIGHT, as_json=as_json,
+          header=not noheader)
 
 
 # -- show ---------------------------------------------------------------------------------------
