@@ -1,9 +1,9 @@
-"""conductor.policy: one scheduling pass (order, concurrency cap, best fit, partition blocking)."""
+"""conductor.policy: one scheduling pass (order, concurrency cap, best fit, partition blocking, backfill)."""
 
 from __future__ import annotations
 
 from conductor.jobs import Reason
-from conductor.policy import Candidate, NodeSlot, best_fit, order_key, plan_pass
+from conductor.policy import Busy, Candidate, NodeSlot, best_fit, order_key, plan_pass
 
 
 def job(job_id: int, cpus: int = 1, memory_mb: int = 0, *, partition: str = "default", priority: int = 0,
@@ -18,7 +18,7 @@ def node(name: str, cpus: int, memory_mb: int, used_cpus: int = 0, used_memory_m
 
 
 def started(plan) -> list[tuple[int, str]]:
-    return [(candidate.job_id, slot.name) for candidate, slot in plan.starts]
+    return [(candidate.job_id, ",".join(slot.name for slot in slots)) for candidate, slots in plan.starts]
 
 
 # ---- order -----------------------------------------------------------------------------------
@@ -173,3 +173,124 @@ def test_node_slot_capacity_helpers() -> None:
     assert (slot.free_cpus, slot.free_memory_mb) == (2, 100)
     assert slot.can_hold_now(2, 100) and not slot.can_hold_now(3, 100) and not slot.can_hold_now(2, 101)
     assert slot.can_ever_hold(8, 1000) and not slot.can_ever_hold(9, 1) and not slot.can_ever_hold(1, 1001)
+
+
+# ---- partitions, GPUs, several nodes ----------------------------------------------------------
+
+
+def timed(job_id: int, cpus: int, limit_s: float | None, **kw) -> Candidate:
+    base = job(job_id, cpus, **{k: v for k, v in kw.items() if k in ("partition", "priority", "memory_mb")})
+    extra = {k: v for k, v in kw.items() if k in ("gpus", "nodes")}
+    return Candidate(**{**base.__dict__, "time_limit_s": limit_s, **extra})
+
+
+def test_a_job_runs_only_on_nodes_of_its_partition() -> None:
+    cpu = NodeSlot("ray-cpu", "cpu", 64, 0, partitions=frozenset({"batch"}))
+    small = NodeSlot("ray-small", "small", 4, 0, partitions=frozenset({"debug"}))
+    plan = plan_pass([job(1, 2, partition="debug"), job(2, 2, partition="batch")], [cpu, small], 10)
+    assert started(plan) == [(1, "small"), (2, "cpu")]
+
+
+def test_a_partition_whose_nodes_are_all_too_small_gives_partition_config() -> None:
+    small = NodeSlot("ray-small", "small", 4, 0, partitions=frozenset({"debug"}))
+    big = NodeSlot("ray-big", "big", 64, 0, partitions=frozenset({"batch"}))
+    plan = plan_pass([job(1, 8, partition="debug"), job(2, 8, partition="batch")], [small, big], 10)
+    assert plan.reasons == {1: Reason.PARTITION_CONFIG}
+    assert started(plan) == [(2, "big")]
+
+
+def test_gpu_jobs_go_only_to_gpu_nodes_and_cpu_jobs_prefer_plain_nodes() -> None:
+    gpu = NodeSlot("ray-gpu", "gpu", 8, 0, total_gpus=2)
+    plain = NodeSlot("ray-plain", "plain", 8, 0)
+    plan = plan_pass([job(1, 2), timed(2, 2, None, gpus=1), timed(3, 2, None, gpus=2)], [gpu, plain], 10)
+    assert started(plan) == [(1, "plain"), (2, "gpu")]
+    assert plan.reasons == {3: Reason.RESOURCES}
+    assert (gpu.used_gpus, plain.used_gpus) == (1, 0)
+
+
+def test_a_two_node_job_gets_two_distinct_nodes_at_once_or_none() -> None:
+    a, b, c = (NodeSlot(f"ray-{n}", n, 8, 0) for n in "abc")
+    c.used_cpus = 6
+    plan = plan_pass([timed(1, 4, None, nodes=2), timed(2, 4, None, nodes=3)], [a, b, c], 10)
+    assert started(plan) == [(1, "a,b")]
+    assert plan.reasons == {2: Reason.RESOURCES}
+    assert (a.used_cpus, b.used_cpus, c.used_cpus) == (4, 4, 6)
+
+
+def test_a_job_needing_more_nodes_than_its_partition_has_gives_partition_config() -> None:
+    plan = plan_pass([timed(1, 1, None, nodes=3)], [NodeSlot("ray-a", "a", 8, 0), NodeSlot("ray-b", "b", 8, 0)], 10)
+    assert plan.reasons == {1: Reason.PARTITION_CONFIG}
+
+
+# ---- backfill ---------------------------------------------------------------------------------
+
+
+def test_without_backfill_a_small_job_waits_behind_a_blocked_big_one() -> None:
+    n = node("n", 32, 0, used_cpus=24)
+    plan = plan_pass([timed(1, 16, 100), timed(2, 4, 10)], [n], 10)
+    assert plan.starts == []
+    assert plan.reasons == {1: Reason.RESOURCES, 2: Reason.PRIORITY}
+
+
+def test_backfill_starts_a_short_job_that_ends_before_the_reservation() -> None:
+    n = node("n", 32, 0, used_cpus=24)
+    running = [Busy("ray-n", 24, 0, end_s=60.0)]
+    plan = plan_pass([timed(1, 16, 100), timed(2, 4, 10), timed(3, 4, 120)], [n], 10,
+                     running=running, now_s=0.0, backfill=True)
+    # job 1 is reserved at t=60; job 2 ends at 10 (fine); job 3 would still hold 4 CPUs at t=60,
+    # leaving 32 - 4 = 28 >= 16 for job 1: it fits beside the reservation too.
+    assert started(plan) == [(2, "n"), (3, "n")]
+    assert plan.expected_start_s == {1: 60.0}
+    assert plan.reasons == {1: Reason.RESOURCES}
+
+
+def test_backfill_never_starts_a_job_that_would_delay_the_reservation() -> None:
+    n = node("n", 32, 0, used_cpus=24)
+    running = [Busy("ray-n", 24, 0, end_s=60.0)]
+    plan = plan_pass([timed(1, 30, 100), timed(2, 4, 10), timed(3, 4, 120), timed(4, 4, None)], [n], 10,
+                     running=running, now_s=0.0, backfill=True)
+    # job 1 needs 30 of 32 at t=60: job 2 (ends at 10) may run, jobs 3 and 4 would overlap it.
+    assert started(plan) == [(2, "n")]
+    assert plan.expected_start_s == {1: 60.0, 3: 160.0, 4: 160.0}  # each after job 1 ends
+    assert plan.reasons == {1: Reason.RESOURCES, 3: Reason.PRIORITY, 4: Reason.PRIORITY}
+
+
+def test_backfill_reserves_for_every_blocked_job_in_priority_order() -> None:
+    n = node("n", 32, 0, used_cpus=32)
+    running = [Busy("ray-n", 16, 0, end_s=10.0), Busy("ray-n", 16, 0, end_s=50.0)]
+    plan = plan_pass([timed(1, 32, 100), timed(2, 16, 30)], [n], 10, running=running, now_s=0.0, backfill=True)
+    # job 1 can have the whole node only at 50; job 2 fits between 10 and 40 before it.
+    assert plan.expected_start_s == {1: 50.0, 2: 10.0}
+    assert plan.starts == []
+
+
+def test_running_jobs_without_a_limit_make_their_cpus_unavailable_forever() -> None:
+    n = node("n", 32, 0, used_cpus=24)
+    plan = plan_pass([timed(1, 16, 100), timed(2, 8, None)], [n], 10,
+                     running=[Busy("ray-n", 24, 0, end_s=None)], now_s=0.0, backfill=True)
+    assert 1 not in plan.expected_start_s  # it can never be reserved, so it holds nothing back
+    assert started(plan) == [(2, "n")]
+
+
+def test_a_job_past_its_limit_is_expected_to_end_very_soon() -> None:
+    n = node("n", 32, 0, used_cpus=32)
+    plan = plan_pass([timed(1, 32, 100)], [n], 10, running=[Busy("ray-n", 32, 0, end_s=5.0)], now_s=50.0,
+                     backfill=True)
+    assert plan.expected_start_s == {1: 51.0}
+
+
+def test_backfill_reserves_several_nodes_for_a_multi_node_job() -> None:
+    a, b = NodeSlot("ray-a", "a", 8, 0, used_cpus=8), NodeSlot("ray-b", "b", 8, 0, used_cpus=8)
+    running = [Busy("ray-a", 8, 0, end_s=20.0), Busy("ray-b", 8, 0, end_s=40.0)]
+    plan = plan_pass([timed(1, 8, 100, nodes=2), timed(2, 8, 10)], [a, b], 10, running=running, now_s=0.0,
+                     backfill=True)
+    assert plan.expected_start_s[1] == 40.0
+    assert plan.expected_start_s[2] == 20.0  # fits on a between 20 and 30, before the two-node job
+
+
+def test_reserve_depth_bounds_the_reservations_made() -> None:
+    n = node("n", 4, 0, used_cpus=4)
+    pending = [timed(i, 4, 10) for i in range(1, 6)]
+    plan = plan_pass(pending, [n], 10, running=[Busy("ray-n", 4, 0, end_s=5.0)], now_s=0.0, backfill=True,
+                     reserve_depth=2)
+    assert sorted(plan.expected_start_s) == [1, 2]
