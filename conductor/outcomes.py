@@ -38,3 +38,12 @@ def of_error(error: Exception) -> Outcome:
         return Outcome(jobs.JobState.FAILED, f"{jobs.Reason.SYSTEM_FAILURE}: the Ray worker running the job died")
     first_line = (str(error).strip().splitlines() or [type(error).__name__])[-1][:500]
     return Outcome(jobs.JobState.FAILED, f"{jobs.Reason.SYSTEM_FAILURE}: {first_line}")
+
+
+def may_leave_processes(error: Exception) -> bool:
+    """Whether the job's processes may outlive this Ray-level failure of its task.
+
+    Only a task cancelled before it started certainly left nothing; any other failure may
+    mean the worker died without running the executor's clean-up (see conductor.orphans).
+    """
+    return not isinstance(error, ray.exceptions.TaskCancelledError)

@@ -26,7 +26,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from cluster import nodes as cluster_nodes
-from conductor import dependencies, eligibility, executor, jobs, outcomes, policy, queue
+from conductor import dependencies, eligibility, executor, jobs, orphans, outcomes, policy, queue
 from conductor.config import Settings
 from conductor.db.lease import SchedulerLease
 from conductor.db.repository import JobRepository, NodeInfo, Outcome, Start
@@ -44,6 +44,8 @@ NODE_REFRESH_S = 5.0
 WARM_WORKERS_MAX, WARM_HOLD_S, WARM_TIMEOUT_S = 8, 0.5, 30.0
 #: Back-off bounds when the database or Redis is unavailable.
 RETRY_MIN_S, RETRY_MAX_S = 0.1, 5.0
+#: Time allowed for a reap task to be scheduled on its node, on top of conductor.orphans.REAP_TIMEOUT_S.
+REAP_START_S = 10.0
 _MIB = 1024 * 1024
 
 
@@ -120,6 +122,7 @@ class Scheduler:
         self._run_job = ray.remote(executor.run_job)
         warming = self._warm_up_workers()
         self._refresh_nodes()
+        await self._reap_leftovers(self._orphaned_attempts())  # before requeueing: attempts never overlap
         self._reconcile()
         self._stopping = False
         self._tasks = [asyncio.create_task(self._consume_loop()), asyncio.create_task(self._node_loop())]
@@ -188,6 +191,31 @@ class Scheduler:
             log.warning("released %d allocation rows of jobs that no longer run", released)
         for job in self._repo.get_many(self._repo.ids_in_state(jobs.JobState.PENDING)):
             self._add_pending(job, set())
+
+    def _orphaned_attempts(self) -> list[tuple[jobs.Job, str]]:
+        """RUNNING jobs of a scheduler that is gone, with the Ray node their attempt ran on."""
+        nodes = {allocation.job_id: allocation.ray_node_id for allocation in self._repo.unreleased_allocations()}
+        running = self._repo.get_many(self._repo.ids_in_state(jobs.JobState.RUNNING))
+        return [(job, nodes[job.id]) for job in running if job.id in nodes]
+
+    async def _reap_leftovers(self, attempts: list[tuple[jobs.Job, str]]) -> None:
+        """Kill what dead attempts left running, each on its node (conductor.orphans), and wait for it."""
+        if not attempts:
+            return
+        reaper = ray.remote(orphans.reap)
+        refs = {job.id: reaper.options(
+            num_cpus=0, max_retries=0, name=f"{job.id}:reap",
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+        ).remote(job.id, (job.stdout_path, job.stderr_path)) for job, node_id in attempts}
+        waiting = {asyncio.ensure_future(ref): job_id for job_id, ref in refs.items()}
+        done, late = await asyncio.wait(waiting, timeout=orphans.REAP_TIMEOUT_S + REAP_START_S)
+        for future in done:
+            if future.exception() is not None:  # e.g. the node is gone, and its processes with it
+                log.warning("could not reap job %s: %s", waiting[future], future.exception())
+            elif future.result():
+                log.warning("killed %d leftover processes of job %s", future.result(), waiting[future])
+        for future in late:
+            log.warning("reaping job %s did not finish in time", waiting[future])
 
     def _warm_up_workers(self) -> list:
         """Start worker processes before the first jobs need them (start() waits for them)."""
@@ -405,6 +433,9 @@ class Scheduler:
             outcome = outcomes.of_result(await ref)
         except Exception as error:  # a Ray-level failure is data on the job row
             outcome = outcomes.of_error(error)
+            if outcomes.may_leave_processes(error):  # e.g. its worker was SIGKILLed: no clean-up ran
+                running = self._running[job_id]
+                await self._reap_leftovers([(running.job, running.start.ray_node_id)])
         await self._finish(job_id, outcome)
 
     async def _finish(self, job_id: int, outcome: Outcome) -> None:
