@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 
 import ray
 
+from conductor import partitions
+
 #: A node label that names the node for conductor (overrides Ray's NodeName).
 NODE_NAME_LABEL = "conductor.io/node-name"
 #: A node label that puts the node in a partition (ray start --labels conductor.io/partition=gpu).
-PARTITION_LABEL = "conductor.io/partition"
+PARTITION_LABEL = partitions.PARTITION_LABEL
 _MIB = 1024 * 1024
 
 

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
+from typing import Sequence
 
 
 class JobState(str, Enum):
@@ -99,10 +100,12 @@ class JobSpec:
     array_job_id: int | None = None
     array_task_id: int | None = None
     array_max_running: int | None = None
+    nodes: int = 1  #: nodes the job needs at once (-N); resources below are per node
+    gpus_per_node: int = 0  #: --gpus / --gres=gpu:N
 
     @property
     def total_cpus(self) -> int:
-        """CPUs the job takes on its node: cpus_per_task x ntasks_per_node."""
+        """CPUs the job takes on each of its nodes: cpus_per_task x ntasks_per_node."""
         return self.cpus_per_task * self.ntasks_per_node
 
 
@@ -115,6 +118,7 @@ class Allocation:
     ray_node_id: str
     allocated_cpus: int
     allocated_memory_mb: int
+    allocated_gpus: int = 0
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,7 @@ class Job:
     exit_code: int | None = None
     signal: int | None = None
     node_name: str | None = None
+    node_list: str | None = None  #: every node of a multi-node job, comma-separated
     stdout_path: str = ""
     stderr_path: str = ""
     restart_count: int = 0
@@ -186,26 +191,32 @@ def expand_output_pattern(
     return _PATTERN.sub(replace, pattern)
 
 
-def job_environment(job: Job, *, node_name: str) -> dict[str, str]:
-    """The job's own environment plus CONDUCTOR_* and Slurm's SLURM_* variables."""
+def job_environment(job: Job, *, node_name: str, node_list: Sequence[str] = ()) -> dict[str, str]:
+    """The job's own environment plus CONDUCTOR_* and Slurm's SLURM_* variables.
+
+    ``node_name`` is where the script runs (the first of ``node_list`` for a multi-node job).
+    """
     spec = job.spec
+    nodes = list(node_list) or [node_name]
     values = {
         "JOB_ID": str(job.id),
         "JOB_NAME": spec.name,
         "JOB_USER": spec.user,
         "JOB_ACCOUNT": spec.account,
         "JOB_PARTITION": spec.partition,
-        "JOB_NODELIST": node_name,
-        "JOB_NUM_NODES": "1",
-        "NNODES": "1",
+        "JOB_NODELIST": ",".join(nodes),
+        "JOB_NUM_NODES": str(len(nodes)),
+        "NNODES": str(len(nodes)),
         "CPUS_PER_TASK": str(spec.cpus_per_task),
         "NTASKS_PER_NODE": str(spec.ntasks_per_node),
-        "NTASKS": str(spec.ntasks_per_node),
+        "NTASKS": str(spec.ntasks_per_node * len(nodes)),
         "CPUS_ON_NODE": str(spec.total_cpus),
         "MEM_PER_NODE": str(spec.memory_per_node_mb),
         "SUBMIT_DIR": spec.working_dir,
         "RESTART_COUNT": str(job.restart_count),
     }
+    if spec.gpus_per_node:
+        values["GPUS_ON_NODE"] = str(spec.gpus_per_node)
     if spec.array_job_id is not None and spec.array_task_id is not None:
         values.update(ARRAY_JOB_ID=str(spec.array_job_id), ARRAY_TASK_ID=str(spec.array_task_id))
     env = dict(spec.environment)

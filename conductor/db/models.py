@@ -61,6 +61,11 @@ class JobRow(Base):
     array_task_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     #: The %N throttle of the array: at most N of its tasks run at once.
     array_max_running: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: Nodes the job needs at once (-N); cpus, memory and GPUs are per node.
+    nodes: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    gpus_per_node: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: Every node the job runs on, comma-separated (node_name is the first, where the script runs).
+    node_list: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (Index("ix_jobs_state", "state"), Index("ix_jobs_array_job_id", "array_job_id"),
                       Index("ix_jobs_end_time", "end_time"))
@@ -77,6 +82,7 @@ class AllocationRow(Base):
     ray_node_id: Mapped[str] = mapped_column(String(64))
     allocated_cpus: Mapped[int] = mapped_column(Integer)
     allocated_memory_mb: Mapped[int] = mapped_column(BigInteger)
+    allocated_gpus: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     released: Mapped[bool] = mapped_column(Boolean, default=False)
     allocated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

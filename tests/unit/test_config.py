@@ -15,7 +15,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = REPO_ROOT / "app.properties"
 
 #: Settings fields whose key in the file is not simply the upper-cased field name.
-_FILE_KEY = {"total_memory_mb": "TOTAL_MEMORY", "default_mem_per_cpu_mb": "DEFAULT_MEM_PER_CPU"}
+_FILE_KEY = {"total_memory_mb": "TOTAL_MEMORY", "default_mem_per_cpu_mb": "DEFAULT_MEM_PER_CPU",
+             "priority_max_age_s": "PRIORITY_MAX_AGE", "priority_decay_half_life_s": "PRIORITY_DECAY_HALF_LIFE"}
 _KEY_LINE = re.compile(r"^([A-Z][A-Z0-9_]*)=")
 
 
@@ -234,15 +235,16 @@ def _file_key(field: str) -> str:
 def test_shipped_app_properties_documents_every_setting() -> None:
     lines = SHIPPED.read_text(encoding="utf-8").splitlines()
     keys = [m.group(1) for m in map(_KEY_LINE.match, lines) if m]
-    missing = [field for field in Settings.model_fields if _file_key(field) not in keys]
+    missing = [field for field in Settings.model_fields if _file_key(field) not in keys and field != "partitions"]
     assert missing == []
+    assert "# One key per partition: PARTITION_<NAME>=Key=Value" in SHIPPED.read_text(encoding="utf-8")
 
 
 def test_every_key_of_shipped_app_properties_has_a_comment_above_it() -> None:
     """Each key sits under a comment line (several keys of one group may share it, e.g. API_HOST/API_PORT)."""
     lines = SHIPPED.read_text(encoding="utf-8").splitlines()
     undocumented = []
-    for field in Settings.model_fields:
+    for field in (name for name in Settings.model_fields if name != "partitions"):  # documented as PARTITION_<NAME>
         key = _file_key(field)
         index = next(i for i, line in enumerate(lines) if line.startswith(f"{key}="))
         above = index - 1
@@ -251,3 +253,47 @@ def test_every_key_of_shipped_app_properties_has_a_comment_above_it() -> None:
         if above < 0 or not lines[above].startswith("#") or not lines[above].lstrip("# ").strip():
             undocumented.append(key)
     assert undocumented == []
+
+
+# ---- partitions ------------------------------------------------------------------------------
+
+
+def test_partitions_come_from_partition_keys_in_slurm_conf_words(tmp_path: Path) -> None:
+    path = write(tmp_path, "PARTITION_DEBUG=Nodes=ALL MaxTime=30:00 DefaultTime=10 MaxCPUsPerJob=4 PriorityJobFactor=10\n"
+                           "PARTITION_BATCH=Label=cpu Default=YES\n")
+    settings = load_settings(path, environ={"CONDUCTOR_PARTITION_GPU": "Nodes=g1,g2 State=DOWN"})
+    by_name = {p.name: p for p in settings.partitions}
+    assert sorted(by_name) == ["batch", "debug", "gpu"]
+    debug, batch, gpu = by_name["debug"], by_name["batch"], by_name["gpu"]
+    assert (debug.all_nodes, debug.max_time_s, debug.default_time_s, debug.max_cpus_per_job,
+            debug.priority_job_factor, debug.default) == (True, 1800, 600, 4, 10, False)
+    assert batch.default and batch.covers("n1", {"conductor.io/partition": "cpu"})
+    assert not batch.covers("n1", {"conductor.io/partition": "batch"})
+    assert (gpu.nodes, gpu.state) == (("g1", "g2"), "DOWN") and gpu.covers("g2", {}) and not gpu.covers("n1", {})
+
+
+def test_without_partition_keys_there_is_one_default_partition_of_every_node() -> None:
+    (only,) = load_settings(None, environ={}).partitions
+    assert (only.name, only.all_nodes, only.default) == ("default", True, True)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("Nodes=ALL Colour=red", "'Colour=red' is not one of"),
+    ("MaxTime=soon", "MaxTime: 'soon' is not a time limit"),
+    ("MaxCPUsPerJob=0", "MaxCPUsPerJob='0' must be a whole number >= 1"),
+    ("Default=maybe", "Default='maybe' must be YES or NO"),
+    ("State=SLEEPY", "State='SLEEPY' must be UP or DOWN"),
+    ("DefaultTime=2:00:00 MaxTime=1:00:00", "DefaultTime is longer than MaxTime"),
+])
+def test_a_bad_partition_names_the_key_the_option_and_why(tmp_path: Path, text: str, words: str) -> None:
+    path = write(tmp_path, f"PARTITION_DEBUG={text}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    assert "PARTITION_DEBUG" in str(caught.value) and words in str(caught.value)
+    assert "app.properties:1" in str(caught.value)
+
+
+def test_two_default_partitions_are_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "PARTITION_A=Nodes=ALL Default=YES\nPARTITION_B=Nodes=ALL Default=YES\n")
+    with pytest.raises(ConfigError, match="more than one partition has Default=YES: a, b"):
+        load_settings(path, environ={})
