@@ -20,8 +20,9 @@ from typing import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from conductor import units
+from conductor import partitions as partition_config, units
 from conductor.exceptions import ConfigError
+from conductor.partitions import Partition, implicit as implicit_partitions
 
 #: Where ``load_settings`` looks when no ``--config`` is given.
 DEFAULT_CONFIG_FILE = "app.properties"
@@ -67,9 +68,21 @@ class Settings(BaseModel):
     ray_dashboard_port: int = Field(8265, ge=1, le=65535)
     job_output_dir: Path | None = None
     kill_wait_s: float = Field(30.0, ge=0)
+    shutdown_running_jobs: str = "requeue"
+    shutdown_wait_s: float = Field(300.0, ge=0)
     max_script_bytes: int = Field(1024 * 1024, ge=1)
     allowed_dirs: tuple[Path, ...] = ()
     log_level: str = "INFO"
+    #: Partitions (PARTITION_<NAME> keys); none configured: one ``default`` of every node.
+    partitions: tuple[Partition, ...] = Field(default_factory=implicit_partitions)
+    scheduler_backfill: bool = True
+    backfill_max_job_test: int = Field(200, ge=1)
+    priority_weight_age: int = Field(1000, ge=0)
+    priority_weight_fairshare: int = Field(1000, ge=0)
+    priority_weight_job_size: int = Field(100, ge=0)
+    priority_weight_partition: int = Field(1000, ge=0)
+    priority_max_age_s: int = Field(7 * 86400, ge=1)
+    priority_decay_half_life_s: int = Field(7 * 86400, ge=1)
 
     @field_validator("allowed_dirs", mode="before")
     @classmethod
@@ -92,6 +105,14 @@ class Settings(BaseModel):
         mode = value.lower()
         if mode not in ("none", "token"):
             raise ValueError("must be none or token")
+        return mode
+
+    @field_validator("shutdown_running_jobs")
+    @classmethod
+    def _known_shutdown(cls, value: str) -> str:
+        mode = value.lower()
+        if mode not in ("requeue", "wait"):
+            raise ValueError("must be requeue or wait")
         return mode
 
     @property
@@ -152,7 +173,11 @@ def redact_url(url: str) -> str:
 _CONVERTERS = {
     "TOTAL_MEMORY": ("total_memory_mb", units.parse_memory_mb),
     "DEFAULT_MEM_PER_CPU": ("default_mem_per_cpu_mb", units.parse_memory_mb),
+    "PRIORITY_MAX_AGE": ("priority_max_age_s", units.parse_time_limit_s),
+    "PRIORITY_DECAY_HALF_LIFE": ("priority_decay_half_life_s", units.parse_time_limit_s),
 }
+#: Keys ``PARTITION_<NAME>`` define partitions (conductor.partitions).
+PARTITION_PREFIX = "PARTITION_"
 
 
 def parse_properties(text: str, *, source: str) -> dict[str, RawValue]:
@@ -181,6 +206,8 @@ def _field_names() -> set[str]:
 
 
 def _key_to_field(key: str) -> str | None:
+    if key.startswith(PARTITION_PREFIX):
+        return "partitions"
     if key in _CONVERTERS:
         return _CONVERTERS[key][0]
     name = key.lower()
@@ -222,15 +249,19 @@ def _read_environment(environ: Mapping[str, str]) -> dict[str, RawValue]:
             if name in environ:
                 found[key] = RawValue(environ[name].strip(), f"environment variable {name}")
                 break
+    for name, value in environ.items():  # CONDUCTOR_PARTITION_<NAME> adds or replaces a partition
+        if name.startswith(ENV_PREFIX + PARTITION_PREFIX) and len(name) > len(ENV_PREFIX + PARTITION_PREFIX):
+            found[name[len(ENV_PREFIX):].upper()] = RawValue(value.strip(), f"environment variable {name}")
     return found
 
 
 def _validate(raw: dict[str, RawValue], environ: Mapping[str, str]) -> Settings:
     data: dict[str, object] = {"state_dir": default_state_dir(environ)}
     origin_of: dict[str, tuple[str, RawValue]] = {}
+    data.update(_partitions(raw))
     for key, value in raw.items():
         field = _key_to_field(key)
-        if field is None:
+        if field is None or field == "partitions":
             continue
         origin_of[field] = (key, value)
         if value.text == "":  # an empty value means the documented default
@@ -244,6 +275,25 @@ def _validate(raw: dict[str, RawValue], environ: Mapping[str, str]) -> Settings:
         field = str(error["loc"][0]) if error["loc"] else "?"
         key, value = origin_of.get(field, (field.upper(), RawValue("?", "defaults")))
         raise ConfigError(f"{value.origin}: {key}={value.text!r} is invalid: {_reason(error)}") from None
+
+
+def _partitions(raw: dict[str, RawValue]) -> dict[str, object]:
+    """The ``partitions`` value from the PARTITION_<NAME> keys; nothing when there are none."""
+    found = []
+    for key, value in sorted(raw.items()):
+        if not key.startswith(PARTITION_PREFIX) or value.text == "":
+            continue
+        try:
+            found.append(partition_config.parse(key[len(PARTITION_PREFIX):], value.text))
+        except ValueError as exc:
+            raise ConfigError(f"{value.origin}: {key}={value.text!r} is invalid: {exc}") from None
+    if not found:
+        return {}
+    try:
+        return {"partitions": partition_config.check_set(found)}
+    except ValueError as exc:
+        origins = ", ".join(v.origin for k, v in sorted(raw.items()) if k.startswith(PARTITION_PREFIX))
+        raise ConfigError(f"{origins}: PARTITION_* keys are invalid: {exc}") from None
 
 
 def _convert(key: str, value: RawValue) -> object:
