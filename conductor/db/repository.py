@@ -168,7 +168,7 @@ class JobRepository:
                 connection.execute(update(_JOBS).where(_JOBS.c.id == bindparam("job_id")).values(
                     stdout_path=bindparam("out"), stderr_path=bindparam("err")),
                     [{"job_id": row["id"], "out": row["stdout_path"], "err": row["stderr_path"]} for row in values])
-        return [job_from_row(SimpleNamespace(**_UNSET_COLUMNS, **row)) for row in values]
+        return [job_from_row(SimpleNamespace(**{**_UNSET_COLUMNS, **row})) for row in values]
 
     def delete_pending_many(self, job_ids: Sequence[int]) -> int:
         """Remove jobs that never left PENDING (a refused enqueue of an array)."""
@@ -448,7 +448,7 @@ _NEXT_JOB_IDS = text("SELECT nextval(pg_get_serial_sequence('jobs', 'id')) FROM 
 _UNSET_COLUMNS = dict.fromkeys(_JOBS.columns.keys())
 
 
-def _output_paths(row: JobRow, default_dir: str | None) -> tuple[str, str]:
+def _output_paths(row: JobRow | SimpleNamespace, default_dir: str | None) -> tuple[str, str]:
     """Expand -o/-e patterns once the id is known; relative paths are under the working directory."""
     default = jobs.DEFAULT_ARRAY_OUTPUT_PATTERN if row.array_job_id is not None else jobs.DEFAULT_OUTPUT_PATTERN
     if default_dir:
