@@ -46,6 +46,9 @@ WARM_WORKERS_MAX, WARM_HOLD_S, WARM_TIMEOUT_S = 8, 0.5, 30.0
 RETRY_MIN_S, RETRY_MAX_S = 0.1, 5.0
 #: Time allowed for a reap task to be scheduled on its node, on top of conductor.orphans.REAP_TIMEOUT_S.
 REAP_START_S = 10.0
+#: How often the pending set is compared with the database's PENDING rows (a safety net, not
+#: the job path: entries wake the scheduler; this finds rows whose entry was lost or never written).
+PENDING_RESYNC_S = 10.0
 _MIB = 1024 * 1024
 
 
@@ -189,8 +192,28 @@ class Scheduler:
         released = self._repo.release_orphaned_allocations()
         if released:
             log.warning("released %d allocation rows of jobs that no longer run", released)
-        for job in self._repo.get_many(self._repo.ids_in_state(jobs.JobState.PENDING)):
-            self._add_pending(job, set())
+        self._resync_pending()
+
+    def _resync_pending(self) -> None:
+        """Make the pending set the database's PENDING rows (the truth), whatever the queue delivered.
+
+        Adopts rows whose queue entry never came (lost with a Redis that restarted empty, or
+        never written by an API killed between its commit and its push) and forgets jobs that
+        are no longer PENDING, acknowledging their entries.  A later entry of an adopted job is
+        attached to it, and acknowledged when the job ends.
+        """
+        in_database = set(self._repo.ids_in_state(jobs.JobState.PENDING))
+        gone = [job_id for job_id in self._pending if job_id not in in_database]
+        stale = sorted(entry for job_id in gone for entry in self._pending.pop(job_id).entry_ids)
+        if stale:
+            self._spawn(self._retry(lambda: self._consumer.ack(stale)))
+        missing = [job_id for job_id in in_database if job_id not in self._pending and job_id not in self._running]
+        for job in self._repo.get_many(missing):
+            if job.state is jobs.JobState.PENDING:
+                self._add_pending(job, set())
+        if missing or gone:
+            log.info("pending set resynchronised with the database: %d adopted, %d dropped", len(missing), len(gone))
+            self._request_pass()
 
     def _orphaned_attempts(self) -> list[tuple[jobs.Job, str]]:
         """RUNNING jobs of a scheduler that is gone, with the Ray node their attempt ran on."""
@@ -226,8 +249,13 @@ class Scheduler:
 
     async def _consume_loop(self) -> None:
         delay = RETRY_MIN_S
+        loop = asyncio.get_running_loop()
+        resync_at = loop.time() + PENDING_RESYNC_S
         while True:
             try:
+                if loop.time() >= resync_at:  # the safety net for entries that never came (invariant 1)
+                    self._resync_pending()
+                    resync_at = loop.time() + PENDING_RESYNC_S
                 entries = await self._consumer.read(READ_BATCH, queue.DEFAULT_BLOCK_S)
                 await self._accept(entries)
                 delay = RETRY_MIN_S
@@ -235,6 +263,7 @@ class Scheduler:
                 raise
             except Exception as exc:  # the loop must outlive any failure; entries come back
                 self._consumer.rewind()
+                resync_at = loop.time()  # Redis may come back empty: resynchronise before the next read
                 if isinstance(exc, ServiceUnavailable):
                     log.warning("queue hand-off failed (%s); retrying in %.1f s", exc, delay)
                 else:
