@@ -18,7 +18,10 @@ the database holds and the stream carries exactly the jobs that were accepted.
 Each HTTP line also gives the CPU time per job of the server (uvicorn and its workers) and of the
 client threads: on a shared machine they vary less from run to run than the rates do.
 
-Run:  .venv/bin/python bench/submit_http.py [--jobs 3000] [--batches 20] [--workers 1 2] [--uvloop]
+The server runs uvicorn's default stack, as ``conductor up`` does: httptools + uvloop (both
+conductor dependencies); ``--http h11 --loop asyncio`` gives the pure-Python stack for comparison.
+
+Run:  .venv/bin/python bench/submit_http.py [--jobs 3000] [--batches 20] [--workers 1 2] [--http h11 --loop asyncio]
 Needs PostgreSQL and Redis on 127.0.0.1.  Client and server share the machine's cores.
 """
 
@@ -280,11 +283,23 @@ def run_clients(server: Server, clients: int, requests: int, path: str, body: di
     return Result(label, requests * jobs_per_request, seconds, latencies, cpu, server_cpu)
 
 
+def _resolved(choice: str, fast: str, fallback: str) -> str:
+    """What uvicorn's "auto" picks: the C implementation when it is installed."""
+    if choice != "auto":
+        return choice
+    try:
+        __import__(fast)
+    except ImportError:
+        return fallback
+    return fast
+
+
 def http_runs(settings, workers: int, args: argparse.Namespace) -> list[Result]:  # noqa: ANN001
     results = []
     batch_body = {"jobs": [BODY] * args.batch_size}
-    impl = ("httptools", "uvloop") if args.uvloop else ("h11", "asyncio")
-    http = "HTTP" + ("+uvloop" if args.uvloop else "") + (" nodelay" if args.nodelay else "")
+    impl = (args.http, args.loop)
+    http = f"HTTP {_resolved(args.http, 'httptools', 'h11')}+{_resolved(args.loop, 'uvloop', 'asyncio')}" + \
+        (" nodelay" if args.nodelay else "")
     with api_server(settings, workers, *impl, args.nodelay) as server:
         run_clients(server, args.clients, 200, "/api/jobs/submit", BODY, 1, "warm-up")
         if args.batches:
@@ -373,8 +388,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500, help="jobs per batch request")
     parser.add_argument("--batch-clients", type=int, default=2, help="concurrent clients for batch submits")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="uvicorn worker counts to run")
-    parser.add_argument("--uvloop", action="store_true", help="serve with uvloop + httptools (uvicorn[standard]; "
-                                                               "not a conductor dependency) instead of h11 + asyncio")
+    parser.add_argument("--http", choices=["auto", "h11", "httptools"], default="auto",
+                        help="uvicorn's HTTP parser (auto, as conductor up: httptools when installed)")
+    parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto",
+                        help="uvicorn's event loop (auto, as conductor up: uvloop when installed)")
     parser.add_argument("--nodelay", action="store_true", help="serve through serve(): like uvicorn --workers, "
                                                                 "with TCP_NODELAY on accepted connections")
     parser.add_argument("--no-direct", action="store_true", help="skip the in-process baseline")

@@ -151,30 +151,52 @@ class Scheduler:
             await self._idle.wait()
         return self.describe()
 
-    async def stop(self) -> dict:
-        """Stop consuming and dispatching; requeue running jobs (their processes terminated first).
+    async def stop_dispatching(self) -> dict:
+        """Take no new work: stop reading the queue and running passes; running jobs go on.
 
-        Afterwards the actor is unstarted: a later ``start`` boots it again.
+        The first step of a shutdown (``stop`` does it too), sent as soon as the signal
+        arrives so that nothing starts while the API finishes its requests.
+        """
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        return self.describe()
+
+    async def stop(self, running_jobs: str = "requeue", wait_s: float = 0.0) -> dict:
+        """Stop consuming and dispatching, then end running jobs as ``running_jobs`` says.
+
+        ``requeue``: terminate their processes and requeue them (CANCELLED when the job's
+        ``requeue`` is false).  ``wait``: let them finish for up to ``wait_s`` seconds, then
+        treat those still running as ``requeue`` does.  Control messages that arrive while
+        waiting stay in the queue for the next start.  Afterwards the actor is unstarted:
+        a later ``start`` boots it again.
         """
         async with self._start_lock:
             if not self._started:
                 return self.describe()
-            self._stopping = True
+            self._stopping = True  # no pass runs any more
             for task in self._tasks:
                 task.cancel()
+            if running_jobs == "wait":
+                await self._await_running(wait_s)
             for running in self._running.values():
                 if running.on_end == END_OUTCOME:
                     running.on_end = END_STOP
                 if running.ref is not None:
                     ray.cancel(running.ref)
-            deadline = asyncio.get_running_loop().time() + self._settings.kill_wait_s + 10
-            while self._running and asyncio.get_running_loop().time() < deadline:
-                await asyncio.wait(set(self._watchers), timeout=1.0)
+            await self._await_running(self._settings.kill_wait_s + 10)
             await self._consumer.close()
             self._lease.release()
             self._pending.clear()
             self._started = False
         return self.describe()
+
+    async def _await_running(self, timeout_s: float) -> None:
+        """Wait until no job runs (each one's end recorded), or ``timeout_s`` has passed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self._running and self._watchers and loop.time() < deadline:
+            await asyncio.wait(set(self._watchers), timeout=min(1.0, deadline - loop.time()))
 
     # -- start-up ------------------------------------------------------------------------
 
