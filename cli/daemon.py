@@ -6,7 +6,7 @@ import contextlib
 import logging
 import signal
 import threading
-from typing import Any
+from typing import Any, Callable
 
 import ray
 import typer
@@ -49,13 +49,27 @@ class ManagedScheduler:
             self.handle = scheduler.get_or_create(self.settings)
         return scheduler.start(self.handle)
 
+    def stop_dispatching(self) -> None:
+        """Owner: tell the actor to start no more jobs (does not wait; safe in a signal handler)."""
+        if self.owner and self.handle is not None:
+            with contextlib.suppress(Exception):
+                self.handle.stop_dispatching.remote()
+
     def release(self) -> None:
-        """Owner: stop the actor (running jobs are requeued) and remove it.  Others: nothing."""
+        """Owner: stop the actor (running jobs end as SHUTDOWN_RUNNING_JOBS says) and remove it.
+
+        Others: nothing (the owner, or Ray, stops it)."""
         if not self.owner or self.handle is None:
             return
-        typer.echo("Stopping the scheduler: running jobs are requeued ...", err=True)
+        mode, wait_s = self.settings.shutdown_running_jobs, self.settings.shutdown_wait_s
+        if mode == "wait":
+            typer.echo(f"Stopping the scheduler: no new jobs start; waiting up to {wait_s:g} s for running jobs, "
+                       "then requeueing the rest ...", err=True)
+        else:
+            typer.echo("Stopping the scheduler: no new jobs start; running jobs are requeued ...", err=True)
+        wait_s = wait_s if mode == "wait" else 0.0
         try:
-            ray.get(self.handle.stop.remote(), timeout=self.settings.kill_wait_s + 30)
+            ray.get(self.handle.stop.remote(mode, wait_s), timeout=wait_s + self.settings.kill_wait_s + 30)
         except Exception as exc:  # shutting down anyway
             typer.echo(f"scheduler did not stop cleanly: {exc}", err=True)
         finally:
@@ -177,11 +191,27 @@ def run_up(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: None)
     try:
-        uvicorn.run(create_app(settings, check_ray=True), host=settings.api_host, port=settings.api_port,
-                    log_level=settings.log_level.lower())
+        server = uvicorn.Server(uvicorn.Config(create_app(settings, check_ray=True), host=settings.api_host,
+                                               port=settings.api_port, log_level=settings.log_level.lower()))
+        server.handle_exit = _first_stop_dispatching(managed, server.handle_exit)
+        server.run()
     finally:
         stop.set()
         shutdown(settings, ray_connection, managed)
+
+
+def _first_stop_dispatching(managed: ManagedScheduler, handle_exit: Callable[[int, Any], None]) -> Callable:
+    """uvicorn's signal handler, preceded by telling the scheduler to start no more jobs.
+
+    uvicorn stops listening at once but returns only once its open requests end; without
+    this, pending jobs would still start in the meantime.
+    """
+
+    def handle(signum: int, frame: Any) -> None:
+        managed.stop_dispatching()
+        handle_exit(signum, frame)
+
+    return handle
 
 
 def _stop_on_signals() -> threading.Event:

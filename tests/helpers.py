@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Callable, TypeVar
 
 from conductor import jobs
@@ -42,3 +44,92 @@ def spec(script: str, **fields: object) -> jobs.JobSpec:
     values: dict[str, object] = dict(script=script, name="test", user="tester", working_dir="/tmp")
     values.update(fields)
     return jobs.JobSpec(**values)  # type: ignore[arg-type]
+
+
+def ray_used_by_node_nonzero() -> dict[str, tuple[int, int]]:
+    """ray_node_id -> (CPUs, memory MB) in use, only for nodes where something is in use."""
+    return {k: (int(c), m) for k, (c, m) in ray_used_by_node().items() if c or m}
+
+
+#: How long Ray's reported per-node usage may trail a lease being granted or returned.
+RAY_VIEW_LAG_S = 0.5
+
+
+class AllocationSampler:
+    """Invariant 3, sampled: unreleased allocation rows per node against Ray's usage per node.
+
+    Every sample checks that the rows never exceed a node's total.  A sample is *quiet* when no
+    job is between its allocation row and its script starting, or between its script ending and
+    the release being committed; at quiet samples rows and Ray's usage must be equal.  Jobs show
+    this through marker files in ``markers``: ``started-<id>`` (touched by the script when it
+    starts) and ``ended-<id>`` (touched by the script, or by the test before it ends the job).
+    """
+
+    def __init__(self, repository: object, markers: Path, lag_s: float = RAY_VIEW_LAG_S) -> None:
+        self.repository, self.markers, self.lag_s = repository, markers, lag_s
+        self.node_total = {n.ray_node_id: (n.total_cpus, n.total_memory_mb) for n in repository.nodes()}
+        self._held_since, self._last_held = time.monotonic(), None
+
+    def _held(self) -> set[int]:
+        return {allocation.job_id for allocation in self.repository.unreleased_allocations()}
+
+    def _started_long_ago(self, job_id: int) -> bool:
+        try:
+            return time.time() - (self.markers / f"started-{job_id}").stat().st_mtime > self.lag_s
+        except FileNotFoundError:
+            return False
+
+    def sample(self) -> dict:
+        """One sample: {"quiet", "db", "ray", "jobs"}; fails the test if rows exceed a node's total."""
+        before, held_before = self.repository.unreleased_by_node(), self._held()
+        if held_before != self._last_held:  # Ray's resource view lags its raylets: wait for it to settle
+            self._held_since, self._last_held = time.monotonic(), held_before
+        started = {i for i in held_before if self._started_long_ago(i)}
+        settled = time.monotonic() - self._held_since > self.lag_s
+        ray_used = ray_used_by_node_nonzero()
+        ended = {i for i in held_before if (self.markers / f"ended-{i}").exists()}
+        after, held_after = self.repository.unreleased_by_node(), self._held()
+        for node_id, (cpus, memory_mb) in after.items():
+            total_cpus, total_memory_mb = self.node_total[node_id]
+            assert cpus <= total_cpus and memory_mb <= total_memory_mb, f"node {node_id} over its total: {after}"
+        quiet = settled and before == after and held_before == held_after and started == held_before and not ended
+        return {"quiet": quiet, "db": after, "ray": ray_used, "jobs": sorted(held_after)}
+
+
+def pid_alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def process_tree(root_pid: int) -> set[int]:
+    """``root_pid`` and every live descendant of it (from /proc; no psutil)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[-1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    tree, todo = set(), [root_pid]
+    while todo:
+        pid = todo.pop()
+        if pid not in tree and pid_alive(pid):
+            tree.add(pid)
+            todo.extend(children.get(pid, []))
+    return tree
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of one process, in MiB (VmRSS from /proc)."""
+    with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
