@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from pathlib import Path
@@ -89,3 +90,21 @@ def test_scheduler_lease_survives_dropped_connections(settings_factory) -> None:
         holder.release()
         holder_engine.dispose()
         other_engine.dispose()
+
+
+def test_api_answers_503_with_retry_after_while_the_database_is_unreachable(settings_factory, tmp_path) -> None:
+    """Nothing listens at the database's address (a server that is down): 503 + Retry-After, never 500."""
+    settings = settings_factory("postgres-redis")
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = settings.model_copy(update={"database_url": f"postgresql+psycopg2://postgres@127.0.0.1:{port}/conductor"})
+    service = JobService.from_settings(down, apply_migrations=False)
+    body = {"job": {"name": "down", "cpus_per_task": 1, "current_working_directory": str(tmp_path)},
+            "script": "true"}
+    with TestClient(create_app(down, service=service)) as api:
+        for response in (api.post("/api/jobs/submit", json=body), api.get("/api/jobs/1"), api.get("/api/jobs")):
+            assert response.status_code == 503, response.text
+            assert response.headers["Retry-After"].isdigit()
+            assert response.json()["error"]["code"] == "unavailable"
+    service.close()
