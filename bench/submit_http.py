@@ -83,7 +83,7 @@ class Result:
         p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
         cpu = (f"   CPU/job: server {self.server_cpu_s / self.jobs * 1000:5.2f} ms, "
                f"client {self.client_cpu_s / self.jobs * 1000:5.2f} ms") if self.server_cpu_s else ""
-        return (f"{self.label:46s} {self.rate:8.0f} jobs/s   p50 {statistics.median(ordered):7.1f} ms   "
+        return (f"{self.label:58s} {self.rate:6.0f} jobs/s   p50 {statistics.median(ordered):7.1f} ms   "
                 f"p95 {p95:7.1f} ms   ({self.jobs} jobs, {self.seconds:5.2f} s){cpu}")
 
 
