@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from conductor import partitions as partition_config, units
 from conductor.exceptions import ConfigError
-from conductor.partitions import Partition, implicit as implicit_partitions
+from conductor.partitions import Partition
 
 #: Where ``load_settings`` looks when no ``--config`` is given.
 DEFAULT_CONFIG_FILE = "app.properties"
@@ -73,8 +73,8 @@ class Settings(BaseModel):
     max_script_bytes: int = Field(1024 * 1024, ge=1)
     allowed_dirs: tuple[Path, ...] = ()
     log_level: str = "INFO"
-    #: Partitions (PARTITION_<NAME> keys); none configured: one ``default`` of every node.
-    partitions: tuple[Partition, ...] = Field(default_factory=implicit_partitions)
+    #: Partitions (PARTITION_<NAME> keys); none configured: open (any name, every node).
+    partitions: tuple[Partition, ...] = ()
     scheduler_backfill: bool = True
     backfill_max_job_test: int = Field(200, ge=1)
     priority_weight_age: int = Field(1000, ge=0)

@@ -51,6 +51,7 @@ class Reason:
     RESOURCES = "Resources"  #: waits for CPUs, memory or a worker slot
     PRIORITY = "Priority"  #: a higher-priority job of its partition waits first
     PARTITION_CONFIG = "PartitionConfig"  #: no live node is big enough
+    PARTITION_DOWN = "PartitionDown"  #: its partition is State=DOWN
     NON_ZERO_EXIT = "NonZeroExitCode"  #: also for a script killed by a signal (exit code 0:N)
     LAUNCH_FAILED = "JobLaunchFailure"
     SYSTEM_FAILURE = "SystemFailure"

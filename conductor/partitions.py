@@ -9,13 +9,14 @@ Configured in app.properties, one key per partition, in slurm.conf's words::
 The partition's name is the key's suffix in lower case.  Its nodes are ``Nodes=ALL``, a
 list of node names, or ``Label=VALUE``: the Ray nodes started with
 ``--labels conductor.io/partition=VALUE`` (the default, with VALUE the partition's name).
-With no PARTITION_ key at all there is one partition, ``default``, of every node.
+With no PARTITION_ key at all, partitions are open: any name is accepted, every node
+serves every partition, and jobs that name none go to ``default``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 from conductor import units
 
@@ -60,9 +61,11 @@ class Partition:
         return f"label {PARTITION_LABEL}={self.label or self.name}"
 
 
-def implicit() -> tuple[Partition, ...]:
-    """The partitions of a configuration that names none: ``default``, every node."""
-    return (Partition(IMPLICIT_NAME, all_nodes=True, default=True),)
+def lookup(partitions: Sequence[Partition], name: str) -> Partition | None:
+    """The partition called ``name``; with none configured (open), one of every node by that name."""
+    if not partitions:
+        return Partition(name, all_nodes=True, default=name == IMPLICIT_NAME)
+    return next((p for p in partitions if p.name == name), None)
 
 
 def parse(name: str, text: str) -> Partition:
@@ -98,22 +101,24 @@ def parse(name: str, text: str) -> Partition:
 def check_set(partitions: Iterable[Partition]) -> tuple[Partition, ...]:
     """Validate a whole configuration: at most one default (the first one if none says so)."""
     found = tuple(sorted(partitions, key=lambda p: p.name))
-    if not found:
-        return implicit()
     defaults = [p.name for p in found if p.default]
     if len(defaults) > 1:
         raise ValueError(f"more than one partition has Default=YES: {', '.join(defaults)}")
     return found
 
 
-def default_of(partitions: Iterable[Partition]) -> Partition:
+def default_of(partitions: Sequence[Partition]) -> Partition:
     """The partition of jobs that name none: the one with Default=YES, else the first by name."""
-    found = list(partitions)
-    return next((p for p in found if p.default), found[0])
+    if not partitions:
+        return Partition(IMPLICIT_NAME, all_nodes=True, default=True)
+    return next((p for p in partitions if p.default), partitions[0])
 
 
-def memberships(partitions: Iterable[Partition], node_name: str, labels: Mapping[str, str]) -> frozenset[str]:
-    """Names of the partitions a node belongs to."""
+def memberships(partitions: Sequence[Partition], node_name: str,
+                labels: Mapping[str, str]) -> frozenset[str] | None:
+    """Names of the partitions a node belongs to; None when partitions are open (it serves all)."""
+    if not partitions:
+        return None
     return frozenset(p.name for p in partitions if p.covers(node_name, labels))
 
 

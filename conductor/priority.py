@@ -1,7 +1,9 @@
 """Job priority: Slurm's multifactor model, as pure functions.
 
     priority = W_age * age + W_fairshare * fairshare + W_size * job_size + W_partition * partition
-               - nice                                       (an admin-set priority replaces the sum)
+               + admin - nice
+
+``admin`` is the priority an admin set on the job (--priority; Slurm's site factor), added as is.
 
 Every factor is in [0, 1]:
 
@@ -51,7 +53,7 @@ class Factors:
     job_size: float
     partition: float
     nice: int
-    admin: int  #: the admin-set priority that replaces the sum; 0: none
+    admin: int  #: the admin-set priority, added to the sum
 
     def as_dict(self) -> dict:
         return {"priority": self.priority, "age": round(self.age, 4), "fairshare": round(self.fairshare, 4),
@@ -119,10 +121,7 @@ def compute(*, weights: Weights, waited_s: float, fairshare: float, job_cpus: in
     """The priority of one pending job from its factors."""
     age = min(1.0, max(0.0, waited_s) / weights.max_age_s)
     size = min(1.0, job_cpus / cluster_cpus) if cluster_cpus > 0 else 0.0
-    if admin:
-        total = admin
-    else:
-        total = round(weights.age * age + weights.fairshare * fairshare + weights.job_size * size
-                      + weights.partition * partition)
-    return Factors(priority=total - nice, age=age, fairshare=fairshare, job_size=size, partition=partition,
+    total = round(weights.age * age + weights.fairshare * fairshare + weights.job_size * size
+                  + weights.partition * partition)
+    return Factors(priority=total + admin - nice, age=age, fairshare=fairshare, job_size=size, partition=partition,
                    nice=nice, admin=admin)

@@ -18,15 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
 import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from ray.util.placement_group import NODE_ID_LABEL_KEY, placement_group, remove_placement_group
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
 from cluster import nodes as cluster_nodes
-from conductor import dependencies, eligibility, executor, jobs, orphans, outcomes, policy, queue
+from conductor import (dependencies, eligibility, executor, jobs, orphans, outcomes, partitions, policy, priority,
+                       queue)
 from conductor.config import Settings
 from conductor.db.lease import SchedulerLease
 from conductor.db.repository import JobRepository, NodeInfo, Outcome, Start
@@ -39,7 +42,12 @@ ACTOR_NAME = "conductor-scheduler"
 #: Most queue entries taken in one read.
 READ_BATCH = 1000
 #: How often the node list is compared with Ray's (nodes joining or leaving).
-NODE_REFRESH_S = 5.0
+NODE_REFRESH_S = 2.0
+#: How often pending jobs' priorities are recomputed (age and fair share move slowly; Slurm's
+#: PriorityCalcPeriod).  New jobs get theirs when they arrive.
+PRIORITY_CALC_PERIOD_S = 5.0
+#: How far back finished jobs count for fair share, in half-lives (older ones weigh < 1/32).
+USAGE_HALF_LIVES = 5
 #: Most Ray workers warmed up at start (each held this long so they start side by side).
 WARM_WORKERS_MAX, WARM_HOLD_S, WARM_TIMEOUT_S = 8, 0.5, 30.0
 #: Back-off bounds when the database or Redis is unavailable.
@@ -63,6 +71,8 @@ class _Pending:
 
 #: What to do when a running job's task ends: record its outcome, or override it.
 END_OUTCOME, END_CANCEL, END_REQUEUE, END_STOP = "outcome", "cancel", "requeue", "stop"
+#: ... or end it NODE_FAIL (requeued when the job allows it): one of its nodes left the cluster.
+END_NODE_FAIL = "node_fail"
 
 
 @dataclass
@@ -72,6 +82,9 @@ class _Running:
     entry_ids: set[str]
     ref: Any = None
     on_end: str = END_OUTCOME
+    started_s: float = field(default_factory=time.time)  #: wall clock, for backfill's expected end
+    placement_group: Any = None  #: a multi-node job's bundles, removed when it ends
+    lost_node: str = ""  #: the node whose departure ends it (END_NODE_FAIL)
 
 
 class Scheduler:
@@ -94,6 +107,11 @@ class Scheduler:
         self._start_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
         self._watchers: set[asyncio.Task] = set()
+        self._weights = priority.Weights.of(settings)
+        self._partition_factors = priority.partition_factors(settings.partitions)
+        self._down_partitions = {p.name for p in settings.partitions if p.state == "DOWN"}
+        self._fairshare = priority.FairShare(float(settings.priority_decay_half_life_s))
+        self._priorities_at = 0.0  # monotonic time of the last full recomputation
 
     # -- actor methods -------------------------------------------------------------------
 
@@ -125,6 +143,7 @@ class Scheduler:
         self._run_job = ray.remote(executor.run_job)
         warming = self._warm_up_workers()
         self._refresh_nodes()
+        self._load_usage()
         await self._reap_leftovers(self._orphaned_attempts())  # before requeueing: attempts never overlap
         self._reconcile()
         self._stopping = False
@@ -241,7 +260,8 @@ class Scheduler:
         """RUNNING jobs of a scheduler that is gone, with the Ray node their attempt ran on."""
         nodes = {allocation.job_id: allocation.ray_node_id for allocation in self._repo.unreleased_allocations()}
         running = self._repo.get_many(self._repo.ids_in_state(jobs.JobState.RUNNING))
-        return [(job, nodes[job.id]) for job in running if job.id in nodes]
+        # a node that is gone took its processes with it (and a task cannot be pinned to it)
+        return [(job, nodes[job.id]) for job in running if job.id in nodes and nodes[job.id] in self._nodes]
 
     async def _reap_leftovers(self, attempts: list[tuple[jobs.Job, str]]) -> None:
         """Kill what dead attempts left running, each on its node (conductor.orphans), and wait for it."""
@@ -329,9 +349,10 @@ class Scheduler:
     def _add_pending(self, job: jobs.Job, entry_ids: set[str]) -> None:
         candidate = policy.Candidate(
             job_id=job.id, partition=job.spec.partition, cpus=job.spec.total_cpus,
-            memory_mb=job.spec.memory_per_node_mb, priority=job.spec.priority - job.spec.nice,
+            memory_mb=job.spec.memory_per_node_mb, priority=self._priority_of(job, time.time()).priority,
             submit_order=job.submit_time.timestamp(), array_job_id=job.spec.array_job_id,
-            array_max_running=job.spec.array_max_running)
+            array_max_running=job.spec.array_max_running, gpus=job.spec.gpus_per_node, nodes=job.spec.nodes,
+            time_limit_s=job.spec.time_limit_s)
         parsed = dependencies.parse(job.spec.dependency) if job.spec.dependency else None
         self._pending[job.id] = _Pending(job, candidate, entry_ids, job.reason, parsed)
 
@@ -385,6 +406,7 @@ class Scheduler:
         self._wake_idle_waiters()
 
     def _schedule(self) -> None:
+        self._refresh_priorities()
         waiting = self._blocked_reasons()
         candidates = sorted((p.candidate for p in self._pending.values() if p.job.id not in waiting),
                             key=policy.order_key)
@@ -393,7 +415,9 @@ class Scheduler:
         for running in self._running.values():
             if running.job.spec.array_job_id is not None:
                 array_running[running.job.spec.array_job_id] = array_running.get(running.job.spec.array_job_id, 0) + 1
-        plan = policy.plan_pass(candidates, self._node_slots(), slots, array_running=array_running)
+        plan = policy.plan_pass(candidates, self._node_slots(), slots, array_running=array_running,
+                                running=self._busy(), now_s=time.time(), backfill=self._settings.scheduler_backfill,
+                                reserve_depth=self._settings.backfill_max_job_test)
         self._last_pass_started = bool(plan.starts)
         if plan.starts:
             self._start(plan.starts)
@@ -404,7 +428,43 @@ class Scheduler:
         blocked, next_begin = eligibility.blocked(
             [(p.job, p.dependency) for p in self._pending.values()], self._repo, datetime.now(timezone.utc))
         self._wake_at(next_begin)
+        if self._down_partitions:
+            for p in self._pending.values():
+                if p.job.spec.partition in self._down_partitions and p.job.id not in blocked:
+                    blocked[p.job.id] = jobs.Reason.PARTITION_DOWN
         return blocked
+
+    # -- priority --------------------------------------------------------------------------
+
+    def _priority_of(self, job: jobs.Job, now_s: float) -> priority.Factors:
+        return priority.compute(
+            weights=self._weights, waited_s=now_s - job.submit_time.timestamp(),
+            fairshare=self._fairshare.factor(job.spec.account, now_s),
+            job_cpus=job.spec.total_cpus * job.spec.nodes, cluster_cpus=sum(n.total_cpus for n in self._nodes.values()),
+            partition=self._partition_factors.get(job.spec.partition, 0.0), nice=job.spec.nice,
+            admin=job.spec.priority)
+
+    def _refresh_priorities(self) -> None:
+        """Recompute every pending job's priority, at most once per PRIORITY_CALC_PERIOD_S."""
+        now = time.monotonic()
+        if now - self._priorities_at < PRIORITY_CALC_PERIOD_S:
+            return
+        self._priorities_at, now_s = now, time.time()
+        for pending in self._pending.values():
+            value = self._priority_of(pending.job, now_s).priority
+            if value != pending.candidate.priority:
+                pending.candidate = replace(pending.candidate, priority=value)
+
+    def _load_usage(self) -> None:
+        """Fair share from the database: CPU-seconds of jobs that ran in the last few half-lives."""
+        now_s = time.time()
+        since = datetime.fromtimestamp(now_s - USAGE_HALF_LIVES * self._weights.half_life_s, timezone.utc)
+        records = []
+        for account, cpus, start, end in self._repo.usage_records(since):
+            end_s = end.timestamp() if end is not None else now_s
+            records.append(priority.UsageRecord(account, cpus * max(0.0, end_s - start.timestamp()), end_s))
+        self._fairshare = priority.FairShare.of(records, self._weights.half_life_s)
+        self._priorities_at = 0.0
 
     def _wake_at(self, when: datetime | None) -> None:
         """Run a pass when the earliest --begin time comes."""
@@ -420,17 +480,30 @@ class Scheduler:
         self._request_pass()
 
     def _node_slots(self) -> list[policy.NodeSlot]:
-        slots = {node_id: policy.NodeSlot(n.ray_node_id, n.name, n.total_cpus, n.total_memory_mb, labels=n.labels)
-                 for node_id, n in self._nodes.items()}
+        slots = {node_id: replace(n, used_cpus=0, used_memory_mb=0, used_gpus=0) for node_id, n in self._nodes.items()}
         for running in self._running.values():
-            slot = slots.get(running.start.ray_node_id)
-            if slot is not None:
-                slot.used_cpus += running.start.cpus
-                slot.used_memory_mb += running.start.memory_mb
+            for _, ray_node_id in running.start.all_nodes:
+                slot = slots.get(ray_node_id)
+                if slot is not None:
+                    slot.used_cpus += running.start.cpus
+                    slot.used_memory_mb += running.start.memory_mb
+                    slot.used_gpus += running.start.gpus
         return list(slots.values())
 
-    def _start(self, decisions: list[tuple[policy.Candidate, policy.NodeSlot]]) -> None:
-        starts = [Start(c.job_id, node.name, node.ray_node_id, c.cpus, c.memory_mb) for c, node in decisions]
+    def _busy(self) -> list[policy.Busy]:
+        """Each running job's hold on each of its nodes, with its expected end (for backfill)."""
+        busy = []
+        for running in self._running.values():
+            limit_s = running.job.spec.time_limit_s
+            end_s = running.started_s + limit_s + self._settings.kill_wait_s if limit_s else None
+            for _, ray_node_id in running.start.all_nodes:
+                busy.append(policy.Busy(ray_node_id, running.start.cpus, running.start.memory_mb, running.start.gpus,
+                                        end_s))
+        return busy
+
+    def _start(self, decisions: list[tuple[policy.Candidate, list[policy.NodeSlot]]]) -> None:
+        starts = [Start(c.job_id, nodes[0].name, nodes[0].ray_node_id, c.cpus, c.memory_mb, c.gpus,
+                        tuple((n.name, n.ray_node_id) for n in nodes[1:])) for c, nodes in decisions]
         started = self._repo.start_jobs(starts)
         for start in starts:
             pending = self._pending.pop(start.job_id)
@@ -450,19 +523,41 @@ class Scheduler:
             self._spawn(self._finish(start.job_id, Outcome(jobs.JobState.FAILED, reason, exit_code=1)))
 
     def _launch(self, pending: _Pending, start: Start) -> None:
+        """Launch the job's task on its (first) node.
+
+        A one-node job is pinned with node affinity.  A multi-node job gets a placement group,
+        one bundle per chosen node (each bundle pinned by Ray's node-id label, strict spread),
+        which holds the other nodes' resources while the script runs in bundle 0.
+        """
         job = pending.job
+        node_names = [name for name, _ in start.all_nodes]
         request = executor.RunRequest(
             job_id=job.id, script=job.spec.script, working_dir=job.spec.working_dir,
             stdout_path=job.stdout_path, stderr_path=job.stderr_path,
-            environment=jobs.job_environment(job, node_name=start.node_name), argv=job.spec.argv,
-            time_limit_s=job.spec.time_limit_s, kill_wait_s=self._settings.kill_wait_s,
+            environment=jobs.job_environment(job, node_name=start.node_name, node_list=node_names),
+            argv=job.spec.argv, time_limit_s=job.spec.time_limit_s, kill_wait_s=self._settings.kill_wait_s,
             memory_limit_mb=start.memory_mb or None)
-        ref = self._run_job.options(
-            name=f"{job.id}:{job.spec.name}", num_cpus=start.cpus,
-            memory=start.memory_mb * _MIB if start.memory_mb else None, max_retries=0,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(start.ray_node_id, soft=False),
-        ).remote(request)
-        self._running[job.id] = _Running(job, start, pending.entry_ids, ref)
+        group = None
+        if start.more_nodes:
+            bundle = {"CPU": start.cpus, **({"memory": start.memory_mb * _MIB} if start.memory_mb else {}),
+                      **({"GPU": start.gpus} if start.gpus else {})}
+            group = placement_group([dict(bundle) for _ in start.all_nodes], strategy="STRICT_SPREAD",
+                                    name=f"conductor-job-{job.id}",
+                                    bundle_label_selector=[{NODE_ID_LABEL_KEY: node_id} for _, node_id in start.all_nodes])
+            strategy: Any = PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=0)
+        else:
+            strategy = NodeAffinitySchedulingStrategy(start.ray_node_id, soft=False)
+        try:
+            ref = self._run_job.options(
+                name=f"{job.id}:{job.spec.name}", num_cpus=start.cpus,
+                memory=start.memory_mb * _MIB if start.memory_mb else None, num_gpus=start.gpus or None,
+                max_retries=0, scheduling_strategy=strategy,
+            ).remote(request)
+        except Exception:
+            if group is not None:
+                remove_placement_group(group)
+            raise
+        self._running[job.id] = _Running(job, start, pending.entry_ids, ref, placement_group=group)
         self._spawn(self._watch(job.id, ref))
 
     def _record_reasons(self, reasons: dict[int, str]) -> None:
@@ -491,11 +586,23 @@ class Scheduler:
 
     async def _finish(self, job_id: int, outcome: Outcome) -> None:
         running = self._running[job_id]
-        requeue = running.on_end == END_REQUEUE or (running.on_end == END_STOP and running.job.spec.requeue)
         if running.on_end == END_CANCEL:  # scancel: CANCELLED with 0:15 whatever the script made of SIGTERM
             outcome = replace(outcome, state=jobs.JobState.CANCELLED, reason=jobs.Reason.NONE, exit_code=0,
                               signal=15)
+        elif running.on_end == END_NODE_FAIL:
+            outcome = Outcome(jobs.JobState.NODE_FAIL, f"{jobs.Reason.NODE_DOWN}: node {running.lost_node} left the "
+                                                       "cluster while the job ran")
+        node_failed = outcome.state is jobs.JobState.NODE_FAIL and running.on_end not in (END_CANCEL, END_REQUEUE)
+        requeue = (running.on_end == END_REQUEUE
+                   or (running.on_end == END_STOP or node_failed) and running.job.spec.requeue)
+        if node_failed and requeue:
+            running.on_end = END_NODE_FAIL
+            running.lost_node = running.lost_node or "?"
         await self._retry(lambda: self._record_end(job_id, outcome, requeue))
+        if running.placement_group is not None:
+            remove_placement_group(running.placement_group)
+        self._fairshare.add(running.job.spec.account, running.start.cpus * len(running.start.all_nodes)
+                            * max(0.0, time.time() - running.started_s), time.time())
         del self._running[job_id]
         if requeue:
             job = await self._retry(lambda: self._repo.get(job_id))
@@ -506,7 +613,9 @@ class Scheduler:
 
     def _record_end(self, job_id: int, outcome: Outcome, requeue: bool) -> None:
         if requeue:
-            why = "requeued by request" if self._running[job_id].on_end == END_REQUEUE else "scheduler stopped"
+            running = self._running[job_id]
+            why = {END_REQUEUE: "requeued by request",
+                   END_NODE_FAIL: f"NODE_FAIL ({outcome.reason}), requeued"}.get(running.on_end, "scheduler stopped")
             self._repo.requeue_running(job_id, f"{jobs.Reason.REQUEUED}: {why}")
         else:
             self._repo.finish_job(job_id, outcome)
@@ -541,16 +650,32 @@ class Scheduler:
                 log.exception("node refresh failed")
 
     def _refresh_nodes(self) -> bool:
-        """Compare Ray's alive nodes with ours; record and report a change."""
+        """Compare Ray's alive nodes with ours; record and report a change; fail jobs of nodes that left."""
         found = cluster_nodes.alive_nodes(local_node_id=self._local_node_id, local_name=self._settings.node_name)
-        if {n.ray_node_id: (n.name, n.total_cpus, n.total_memory_mb) for n in found} == {
-                k: (n.name, n.total_cpus, n.total_memory_mb) for k, n in self._nodes.items()}:
+        if {n.ray_node_id: (n.name, n.total_cpus, n.total_memory_mb, n.total_gpus) for n in found} == {
+                k: (n.name, n.total_cpus, n.total_memory_mb, n.total_gpus) for k, n in self._nodes.items()}:
             return False
-        self._nodes = {n.ray_node_id: policy.NodeSlot(n.ray_node_id, n.name, n.total_cpus, n.total_memory_mb,
-                                                      labels=n.labels) for n in found}
+        self._nodes = {n.ray_node_id: policy.NodeSlot(
+            n.ray_node_id, n.name, n.total_cpus, n.total_memory_mb, labels=n.labels, total_gpus=n.total_gpus,
+            partitions=partitions.memberships(self._settings.partitions, n.name, n.labels)) for n in found}
         self._repo.replace_nodes([NodeInfo(n.name, n.ray_node_id, n.total_cpus, n.total_memory_mb, n.total_gpus,
                                            n.labels, True) for n in found])
+        self._fail_jobs_of_lost_nodes()
         return True
+
+    def _fail_jobs_of_lost_nodes(self) -> None:
+        """A running job with a node that is no longer alive ends NODE_FAIL (requeued when it allows)."""
+        for running in self._running.values():
+            lost = [name for name, node_id in running.start.all_nodes if node_id not in self._nodes]
+            if not lost or running.on_end != END_OUTCOME:
+                continue
+            log.warning("job %s: node %s left the cluster; ending it NODE_FAIL", running.job.id, lost[0])
+            running.on_end, running.lost_node = END_NODE_FAIL, lost[0]
+            if running.ref is not None:
+                try:
+                    ray.cancel(running.ref)
+                except Exception:  # its worker is gone with the node: the task ends by itself
+                    log.debug("cancel of job %s failed", running.job.id, exc_info=True)
 
     # -- helpers -------------------------------------------------------------------------
 

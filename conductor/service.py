@@ -14,7 +14,8 @@ import time
 from dataclasses import replace
 from typing import Sequence
 
-from conductor import arrays, dependencies, jobs, output, queue
+from conductor import arrays, dependencies, jobs, output, queue, units
+from conductor import partitions as partition_config
 from conductor.db import listing
 from conductor.config import Settings
 from conductor.db.repository import JobRepository
@@ -159,10 +160,20 @@ class JobService:
         self._queue.close()
 
     def _complete(self, spec: jobs.JobSpec) -> jobs.JobSpec:
-        """Fill what the request left to the site: user, default memory."""
+        """Fill what the request left to the site: user, default memory, partition and its DefaultTime."""
         memory_mb = spec.memory_per_node_mb or self._settings.default_mem_per_cpu_mb * spec.total_cpus
+        name = spec.partition or partition_config.default_of(self._settings.partitions).name
+        partition = self._partition(name)
+        time_limit_s = spec.time_limit_s if spec.time_limit_s is not None else partition.default_time_s
         return replace(spec, user=spec.user or getpass.getuser(), memory_per_node_mb=memory_mb,
-                       partition=spec.partition or jobs.DEFAULT_PARTITION, name=spec.name or jobs.DEFAULT_JOB_NAME)
+                       partition=name, name=spec.name or jobs.DEFAULT_JOB_NAME, time_limit_s=time_limit_s)
+
+    def _partition(self, name: str) -> partition_config.Partition:
+        found = partition_config.lookup(self._settings.partitions, name)
+        if found is None:
+            known = ", ".join(p.name for p in self._settings.partitions)
+            raise InvalidJobSpec("partition", f"{name!r} is not a partition (known: {known})")
+        return found
 
     def _validate(self, spec: jobs.JobSpec) -> None:
         _check_script(spec.script, self._settings.max_script_bytes)
@@ -174,6 +185,11 @@ class JobService:
             raise InvalidJobSpec("memory_per_node", "must not be negative")
         if spec.time_limit_s is not None and spec.time_limit_s < 0:
             raise InvalidJobSpec("time_limit", "must not be negative")
+        if spec.nodes < 1:
+            raise InvalidJobSpec("nodes", "must be at least 1")
+        if spec.gpus_per_node < 0:
+            raise InvalidJobSpec("gpus", "must not be negative")
+        self._check_partition_limits(spec, self._partition(spec.partition))
         if not os.path.isabs(spec.working_dir):
             raise InvalidJobSpec("current_working_directory", f"{spec.working_dir!r} is not an absolute path")
         self._check_dependency(spec.dependency)
@@ -221,13 +237,43 @@ class JobService:
         if missing:
             raise InvalidJobSpec("dependency", f"job {missing[0]} does not exist")
 
+    @staticmethod
+    def _check_partition_limits(spec: jobs.JobSpec, partition: partition_config.Partition) -> None:
+        """The partition's MaxTime, MaxCPUsPerJob and MaxNodes (Slurm's EnforcePartLimits=ALL)."""
+        where = f"partition {partition.name}"
+        if partition.max_time_s is not None and (spec.time_limit_s is None or spec.time_limit_s > partition.max_time_s):
+            asked = units.format_duration_s(spec.time_limit_s)
+            raise InvalidJobSpec("time_limit", f"{asked} exceeds the MaxTime of {where}, "
+                                               f"{units.format_duration_s(partition.max_time_s)}")
+        total_cpus = spec.total_cpus * spec.nodes
+        if partition.max_cpus_per_job is not None and total_cpus > partition.max_cpus_per_job:
+            raise InvalidJobSpec("cpus_per_task", f"the job needs {total_cpus} CPUs; {where} allows "
+                                                  f"{partition.max_cpus_per_job} per job (MaxCPUsPerJob)")
+        if partition.max_nodes is not None and spec.nodes > partition.max_nodes:
+            raise InvalidJobSpec("nodes", f"the job needs {spec.nodes} nodes; {where} allows {partition.max_nodes} "
+                                          "(MaxNodes)")
+
     def _check_fits_a_node(self, spec: jobs.JobSpec) -> None:
-        """Refuse a job that no single live node could ever hold (CPUs and memory together)."""
+        """Refuse a job that no live nodes of its partition could ever hold (CPUs, memory, GPUs, node count)."""
         nodes = self._live_nodes()
         if not nodes:  # no scheduler has reported nodes yet: it will hold what cannot run
             return
-        if any(n.total_cpus >= spec.total_cpus and n.total_memory_mb >= spec.memory_per_node_mb for n in nodes):
+        partition = self._partition(spec.partition)
+        nodes = [n for n in nodes if partition.covers(n.name, n.labels)]
+        if not nodes:
+            raise InvalidJobSpec("partition", f"partition {partition.name} has no live node "
+                                              f"({partition.describe_nodes()})")
+        holders = [n for n in nodes if n.total_cpus >= spec.total_cpus and n.total_memory_mb >= spec.memory_per_node_mb
+                   and n.total_gpus >= spec.gpus_per_node]
+        if len(holders) >= spec.nodes:
             return
+        if holders or spec.nodes > len(nodes):
+            raise InvalidJobSpec("nodes", f"the job needs {spec.nodes} nodes that can each hold it; partition "
+                                          f"{partition.name} has {len(holders)} of {len(nodes)} live nodes that can")
+        largest_gpus = max(node.total_gpus for node in nodes)
+        if spec.gpus_per_node > largest_gpus:
+            raise InvalidJobSpec("gpus", f"the job needs {spec.gpus_per_node} GPUs per node but the largest node of "
+                                         f"partition {partition.name} has {largest_gpus}")
         largest_cpus = max(node.total_cpus for node in nodes)
         if spec.total_cpus > largest_cpus:
             raise InvalidJobSpec(

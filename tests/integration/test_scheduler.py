@@ -164,7 +164,8 @@ def test_ray_sees_jobs_and_scheduler_by_name(settings_factory, scheduler_factory
     assert ray.get_actor("conductor-scheduler", namespace=settings.ray_namespace) == handle
     job = service.submit(spec("sleep 0.2", name="named", working_dir=str(tmp_path)))
     wait_for(lambda: service.get(job.id).state is jobs.JobState.COMPLETED, 30)
-    wait_for(lambda: list_tasks(filters=[("name", "=", f"{job.id}:named")]), 15, interval_s=0.5,
+    dashboard = f"http://{ray.worker.get_dashboard_url()}"  # this session's Ray, whatever else runs here
+    wait_for(lambda: list_tasks(address=dashboard, filters=[("name", "=", f"{job.id}:named")]), 15, interval_s=0.5,
              message="the job's Ray task in the state API")
 
 

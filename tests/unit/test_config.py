@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from conductor.config import Settings, load_settings, parse_properties
+from conductor import partitions
 from conductor.exceptions import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -272,9 +273,20 @@ def test_partitions_come_from_partition_keys_in_slurm_conf_words(tmp_path: Path)
     assert (gpu.nodes, gpu.state) == (("g1", "g2"), "DOWN") and gpu.covers("g2", {}) and not gpu.covers("n1", {})
 
 
-def test_without_partition_keys_there_is_one_default_partition_of_every_node() -> None:
-    (only,) = load_settings(None, environ={}).partitions
-    assert (only.name, only.all_nodes, only.default) == ("default", True, True)
+def test_without_partition_keys_partitions_are_open() -> None:
+    configured = load_settings(None, environ={}).partitions
+    assert configured == ()
+    assert partitions.default_of(configured).name == "default"
+    anything = partitions.lookup(configured, "compute-high-mem")
+    assert anything is not None and anything.covers("any-node", {})
+    assert partitions.memberships(configured, "any-node", {}) is None
+
+
+def test_with_partition_keys_only_those_exist(tmp_path: Path) -> None:
+    configured = load_settings(write(tmp_path, "PARTITION_B=Nodes=n2\nPARTITION_A=Nodes=n1\n"), environ={}).partitions
+    assert partitions.lookup(configured, "c") is None
+    assert partitions.default_of(configured).name == "a"  # none says Default=YES: the first by name
+    assert partitions.memberships(configured, "n2", {}) == frozenset({"b"})
 
 
 @pytest.mark.parametrize("text, words", [

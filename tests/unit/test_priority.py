@@ -35,10 +35,10 @@ def test_age_stops_growing_at_max_age_and_size_at_the_whole_cluster() -> None:
     assert (f.age, f.job_size, f.priority) == (1.0, 1.0, 1100)
 
 
-def test_an_admin_set_priority_replaces_the_sum() -> None:
-    f = compute(weights=weights(), waited_s=DAY_S, fairshare=1, job_cpus=1, cluster_cpus=32, partition=1, nice=2,
+def test_an_admin_set_priority_is_added_to_the_sum() -> None:
+    f = compute(weights=weights(), waited_s=0, fairshare=1, job_cpus=0, cluster_cpus=32, partition=1, nice=2,
                 admin=50)
-    assert f.priority == 48 and f.admin == 50
+    assert f.priority == 1000 + 1000 + 50 - 2 and f.admin == 50
 
 
 def test_fair_share_favours_the_account_that_used_less() -> None:
