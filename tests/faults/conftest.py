@@ -7,7 +7,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -52,16 +51,14 @@ def kill9(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
-def scheduler_actor_pid(namespace: str) -> int:
-    """The process id of the live scheduler actor of ``namespace`` (Ray's state API)."""
-    from ray.util.state import list_actors
+def actor_pid(handle) -> int:  # noqa: ANN001 - a Ray actor handle
+    """The process id of a live actor, asked of the actor itself.
 
-    from conductor.scheduler import ACTOR_NAME
+    (Ray's state API would need the cluster's address: other Ray instances may run on this host.)
+    """
+    import ray
 
-    actors = list_actors(filters=[("name", "=", ACTOR_NAME), ("state", "=", "ALIVE")], detail=True)
-    pids = [a.pid for a in actors if a.ray_namespace == namespace and a.pid]
-    assert len(pids) == 1, f"expected one live scheduler actor in {namespace}, found {actors}"
-    return pids[0]
+    return ray.get(handle.__ray_call__.remote(lambda _actor: os.getpid()), timeout=30)
 
 
 def _free_port() -> int:
@@ -135,7 +132,3 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
 def wait_until(predicate, timeout_s: float, message: str = ""):  # noqa: ANN001, ANN201
     """wait_for with a coarser interval, for checks that query the database."""
     return wait_for(predicate, timeout_s, interval_s=0.1, message=message)
-
-
-def monotonic_deadline(timeout_s: float) -> float:
-    return time.monotonic() + timeout_s

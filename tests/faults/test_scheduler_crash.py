@@ -10,7 +10,7 @@ import ray
 
 from conductor import jobs, scheduler
 from conductor.service import JobService
-from tests.faults.conftest import kill9, marked_script, pid_alive, runs_of, scheduler_actor_pid, wait_until
+from tests.faults.conftest import actor_pid, kill9, marked_script, pid_alive, runs_of, wait_until
 from tests.helpers import ray_used_by_node, spec
 
 pytestmark = pytest.mark.ray
@@ -52,7 +52,7 @@ def test_scheduler_killed_with_jobs_queued_and_running(settings_factory, schedul
     first_attempts = {i: runs_of(tmp_path, i)[0] for i in running}
     assert sum(1 for i in ids if service.get(i).state is jobs.JobState.PENDING) == QUEUED
 
-    kill9(scheduler_actor_pid(settings.ray_namespace))
+    kill9(actor_pid(handle))
     _supervise(handle)  # Ray restarted the actor (max_restarts=-1); start() reconciles
 
     for job_id, (_, script_pid, _) in first_attempts.items():  # reaped before being requeued
