@@ -139,6 +139,15 @@ class Scheduler:
         except Exception:
             self._lease.release()
             raise
+        try:
+            await self._boot_holding_lease()
+        except BaseException:  # e.g. the database failed mid-reconcile: the next start() must find the lease free
+            await self._consumer.close()
+            self._lease.release()
+            raise
+
+    async def _boot_holding_lease(self) -> None:
+        """The rest of the start, once the lease and the queue consumer are this actor's."""
         self._local_node_id = ray.get_runtime_context().get_node_id()
         self._run_job = ray.remote(executor.run_job)
         warming = self._warm_up_workers()
@@ -249,9 +258,16 @@ class Scheduler:
         if stale:
             self._spawn(self._retry(lambda: self._consumer.ack(stale)))
         missing = [job_id for job_id in in_database if job_id not in self._pending and job_id not in self._running]
+        unreadable: dict[str, list[int]] = {}
         for job in self._repo.get_many(missing):
             if job.state is jobs.JobState.PENDING:
-                self._add_pending(job, set())
+                try:
+                    self._add_pending(job, set())
+                except Exception as exc:  # one bad row (a malformed --dependency, say) must not stop the rest
+                    log.warning("job %s cannot be scheduled: %s: %s", job.id, type(exc).__name__, exc)
+                    why = f"{jobs.Reason.SYSTEM_FAILURE}: cannot schedule the job: {type(exc).__name__}: {exc}"
+                    unreadable.setdefault(why[:500], []).append(job.id)
+        self._repo.set_pending_reasons(unreadable)
         if missing or gone:
             log.info("pending set resynchronised with the database: %d adopted, %d dropped", len(missing), len(gone))
             self._request_pass()

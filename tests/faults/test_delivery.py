@@ -62,3 +62,24 @@ def test_a_pending_row_without_queue_entry_is_adopted_by_a_running_scheduler(set
     wait_until(lambda: service.get(orphan).state is jobs.JobState.COMPLETED, PENDING_RESYNC_S + 20,
                "the scheduler to adopt the row")
     assert len(runs_of(tmp_path, orphan)) == 1
+
+
+def test_a_row_that_cannot_be_scheduled_does_not_keep_the_scheduler_from_starting(settings_factory, scheduler_factory,
+                                                                                 tmp_path: Path) -> None:
+    """A PENDING row the scheduler cannot take in (here a --dependency no parser accepts, as a row
+    written by another version might hold) is left PENDING with the reason; every other job runs."""
+    from sqlalchemy import text
+
+    settings = settings_factory("postgres-redis")
+    service = JobService.from_settings(settings)
+    script = RUN_SCRIPT.format(markers=tmp_path)
+    bad = service.repository.add_job(spec(script, name="bad", working_dir=str(tmp_path))).id
+    good = service.repository.add_job(spec(script, name="good", working_dir=str(tmp_path))).id
+    with service.repository.engine.begin() as connection:
+        connection.execute(text("UPDATE jobs SET dependency = 'sometime:1' WHERE id = :id"), {"id": bad})
+
+    scheduler_factory(settings)  # fails here if the bad row breaks the start
+    wait_until(lambda: service.get(good).state is jobs.JobState.COMPLETED, 30, "the good job to complete")
+    held = service.get(bad)
+    assert held.state is jobs.JobState.PENDING and "cannot schedule the job" in held.reason, held
+    assert runs_of(tmp_path, bad) == []
