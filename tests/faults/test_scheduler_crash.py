@@ -35,9 +35,10 @@ def _running_ids(service: JobService, ids: list[int]) -> list[int]:
 
 
 @pytest.mark.timeout(150)
-def test_scheduler_killed_with_jobs_queued_and_running(settings_factory, scheduler_factory, tmp_path: Path) -> None:
+def test_scheduler_killed_with_jobs_queued_and_running(settings_factory, backend, scheduler_factory,
+                                                       tmp_path: Path) -> None:
     """2a: nothing lost, nothing that may not be requeued runs twice, allocations and Ray back to zero."""
-    settings = settings_factory("postgres-redis", worker_concurrency=CONCURRENCY)
+    settings = settings_factory(backend, worker_concurrency=CONCURRENCY)
     service = JobService.from_settings(settings)
     handle = scheduler_factory(settings)
     hold = tmp_path / "hold"
