@@ -17,6 +17,11 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 CONNECT_TIMEOUT_S = 5
 #: Waiting longer than this for a pooled connection means overload: DatabaseUnavailable (503).
 POOL_TIMEOUT_S = 10
+#: TCP keepalives on PostgreSQL connections: a server that vanished without closing them (host
+#: down, network cut) is noticed after about idle + interval x count seconds, instead of a
+#: database call hanging for the kernel's two hours.  (A server that ends a connection itself,
+#: as pg_terminate_backend or a restart do, is noticed at once: pool_pre_ping and retries.)
+PG_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
 
 
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
@@ -28,7 +33,8 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if parsed.get_backend_name() == "postgresql" else {}
+    connect_args = ({"connect_timeout": CONNECT_TIMEOUT_S, **PG_KEEPALIVES}
+                    if parsed.get_backend_name() == "postgresql" else {})
     return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size * 2,
                          pool_timeout=POOL_TIMEOUT_S, connect_args=connect_args)
 
