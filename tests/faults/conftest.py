@@ -132,3 +132,29 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
 def wait_until(predicate, timeout_s: float, message: str = ""):  # noqa: ANN001, ANN201
     """wait_for with a coarser interval, for checks that query the database."""
     return wait_for(predicate, timeout_s, interval_s=0.1, message=message)
+
+
+def queue_unacknowledged(settings) -> int:  # noqa: ANN001 - Settings
+    """Entries still waiting for an acknowledgement: the consumer group's PEL, or the embedded table's rows."""
+    if settings.uses_redis:
+        import redis
+
+        from conductor.queue import GROUP, stream_key
+
+        client = redis.Redis.from_url(settings.redis_url)
+        try:
+            return client.xpending(stream_key(settings.ray_namespace), GROUP)["pending"]
+        except redis.ResponseError:  # no stream or group (yet)
+            return 0
+        finally:
+            client.close()
+    from sqlalchemy import text
+
+    from conductor.db.session import make_engine
+
+    engine = make_engine(settings.effective_database_url)
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(text("SELECT count(*) FROM queue_entries")).scalar())
+    finally:
+        engine.dispose()

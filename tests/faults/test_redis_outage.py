@@ -11,7 +11,7 @@ from sqlalchemy import text
 from api.app import create_app
 from conductor import jobs
 from conductor.service import JobService
-from tests.faults.conftest import marked_script, runs_of, wait_until
+from tests.faults.conftest import marked_script, queue_unacknowledged, runs_of, wait_until
 from tests.helpers import spec
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(120)]
@@ -65,3 +65,4 @@ def test_redis_restart_mid_run_refuses_with_503_loses_nothing_and_resumes(settin
         refused_rows = connection.execute(text("SELECT count(*) FROM jobs WHERE name LIKE 'during-%'")).scalar()
     assert refused_rows == 0, "no refused submission is half-stored"
     assert service.repository.unreleased_allocations() == []
+    wait_until(lambda: queue_unacknowledged(settings) == 0, 15, "every entry of the new stream to be acknowledged")

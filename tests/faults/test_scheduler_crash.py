@@ -10,7 +10,8 @@ import ray
 
 from conductor import jobs, scheduler
 from conductor.service import JobService
-from tests.faults.conftest import actor_pid, kill9, marked_script, pid_alive, runs_of, wait_until
+from tests.faults.conftest import (actor_pid, kill9, marked_script, pid_alive, queue_unacknowledged, runs_of,
+                                   wait_until)
 from tests.helpers import ray_used_by_node, spec
 
 pytestmark = pytest.mark.ray
@@ -79,6 +80,7 @@ def test_scheduler_killed_with_jobs_queued_and_running(settings_factory, backend
             assert [r[0] for r in runs] == list(range(job.restart_count + 1)), (job, runs)
             assert (not may_requeue[job_id]) <= (len(runs) == 1), "ran twice though it may not be requeued"
     assert service.repository.unreleased_allocations() == []
+    wait_until(lambda: queue_unacknowledged(settings) == 0, 15, "every queue entry to be acknowledged")
     wait_until(lambda: all(c == 0 and m == 0 for c, m in ray_used_by_node().values()), 15,
                "Ray's used resources to return to zero")
 
