@@ -43,7 +43,8 @@ def of_error(error: Exception) -> Outcome:
 def may_leave_processes(error: Exception) -> bool:
     """Whether the job's processes may outlive this Ray-level failure of its task.
 
-    Only a task cancelled before it started certainly left nothing; any other failure may
-    mean the worker died without running the executor's clean-up (see conductor.orphans).
+    A task cancelled before it started left nothing, and a dead node took its processes with
+    it; any other failure may mean the worker died without running the executor's clean-up
+    (see conductor.orphans).
     """
-    return not isinstance(error, ray.exceptions.TaskCancelledError)
+    return not isinstance(error, (ray.exceptions.TaskCancelledError, ray.exceptions.NodeDiedError))

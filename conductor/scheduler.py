@@ -281,6 +281,7 @@ class Scheduler:
 
     async def _reap_leftovers(self, attempts: list[tuple[jobs.Job, str]]) -> None:
         """Kill what dead attempts left running, each on its node (conductor.orphans), and wait for it."""
+        attempts = [(job, node_id) for job, node_id in attempts if node_id in self._nodes]  # a dead node's are gone
         if not attempts:
             return
         reaper = ray.remote(orphans.reap)
