@@ -38,15 +38,6 @@ def runs_of(markers: Path, job_id: int) -> list[tuple[int, int, int]]:
     return [tuple(int(x) for x in line.split()) for line in lines]  # type: ignore[misc]
 
 
-def pid_alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
 def kill9(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
 

@@ -10,9 +10,8 @@ import ray
 
 from conductor import jobs, scheduler
 from conductor.service import JobService
-from tests.faults.conftest import (actor_pid, kill9, marked_script, pid_alive, queue_unacknowledged, runs_of,
-                                   wait_until)
-from tests.helpers import ray_used_by_node, spec
+from tests.faults.conftest import actor_pid, kill9, marked_script, queue_unacknowledged, runs_of, wait_until
+from tests.helpers import pid_alive, ray_used_by_node, spec
 
 pytestmark = pytest.mark.ray
 

@@ -8,8 +8,8 @@ import pytest
 
 from conductor import jobs
 from conductor.service import JobService
-from tests.faults.conftest import kill9, marked_script, pid_alive, runs_of, wait_until
-from tests.helpers import ray_used_by_node, spec
+from tests.faults.conftest import kill9, marked_script, runs_of, wait_until
+from tests.helpers import pid_alive, ray_used_by_node, spec
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(120)]
 
