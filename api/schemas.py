@@ -26,8 +26,8 @@ class JobDescription(BaseModel):
     name: str = Field(jobs.DEFAULT_JOB_NAME, min_length=1, max_length=255, description="Job name (-J).",
                       examples=["train-model"])
     account: str = Field("", max_length=255, description="Account charged (-A).", examples=["physics"])
-    partition: str = Field(jobs.DEFAULT_PARTITION, min_length=1, max_length=255,
-                           description="Partition (-p).", examples=["default"])
+    partition: str = Field("", max_length=255, description="Partition (-p); empty: the site's default partition.",
+                           examples=["batch"])
     user: str = Field("", max_length=255, description="Submitting user; the service's user when empty.",
                       examples=["alice"])
     cpus_per_task: StrictInt = Field(1, ge=1, le=1_000_000, description="CPUs per task (-c).", examples=[4])

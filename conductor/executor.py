@@ -45,6 +45,7 @@ class RunRequest:
     time_limit_s: int | None = None
     kill_wait_s: float = 30.0
     memory_limit_mb: int | None = None  # None or 0: no limit (sbatch --mem=0)
+    gpus: int = 0  #: GPUs Ray assigned to the task (their ids reach the job as CUDA_VISIBLE_DEVICES)
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,17 @@ def _environment(request: RunRequest) -> dict[str, str]:
     env = {key: os.environ[key] for key in BASE_ENVIRONMENT_KEYS if key in os.environ}
     env.setdefault("PATH", DEFAULT_PATH)
     env.update(request.environment)
+    if request.gpus:  # the devices Ray assigned to this task, under CUDA's and Slurm's names
+        devices = ",".join(_assigned_gpus())
+        env.update(CUDA_VISIBLE_DEVICES=devices, CONDUCTOR_JOB_GPUS=devices, SLURM_JOB_GPUS=devices)
     return env
+
+
+def _assigned_gpus() -> list[str]:
+    """GPU ids Ray gave the running task (empty outside a Ray task)."""
+    import ray  # only ever called inside a Ray task
+
+    return [str(gpu) for gpu in ray.get_runtime_context().get_accelerator_ids().get("GPU", [])]
 
 
 def _supervise(process: subprocess.Popen, request: RunRequest) -> RunResult:

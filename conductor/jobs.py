@@ -81,7 +81,7 @@ class JobSpec:
     script: str
     name: str = DEFAULT_JOB_NAME
     account: str = ""
-    partition: str = DEFAULT_PARTITION
+    partition: str = ""  #: empty: the site's default partition (the service fills it in)
     user: str = ""
     argv: tuple[str, ...] = ()
     working_dir: str = "/"

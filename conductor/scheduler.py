@@ -43,6 +43,10 @@ ACTOR_NAME = "conductor-scheduler"
 READ_BATCH = 1000
 #: How often the node list is compared with Ray's (nodes joining or leaving).
 NODE_REFRESH_S = 2.0
+#: When a job's Ray worker dies, how long to watch whether its node died too (then NODE_FAIL,
+#: else FAILED).  Ray marks a node dead after its health checks fail (Ray's
+#: health_check_period_ms x health_check_failure_threshold).
+NODE_LOSS_GRACE_S = 5.0
 #: How often pending jobs' priorities are recomputed (age and fair share move slowly; Slurm's
 #: PriorityCalcPeriod).  New jobs get theirs when they arrive.
 PRIORITY_CALC_PERIOD_S = 5.0
@@ -553,7 +557,7 @@ class Scheduler:
             stdout_path=job.stdout_path, stderr_path=job.stderr_path,
             environment=jobs.job_environment(job, node_name=start.node_name, node_list=node_names),
             argv=job.spec.argv, time_limit_s=job.spec.time_limit_s, kill_wait_s=self._settings.kill_wait_s,
-            memory_limit_mb=start.memory_mb or None)
+            memory_limit_mb=start.memory_mb or None, gpus=start.gpus)
         group = None
         if start.more_nodes:
             bundle = {"CPU": start.cpus, **({"memory": start.memory_mb * _MIB} if start.memory_mb else {}),
@@ -596,10 +600,28 @@ class Scheduler:
             outcome = outcomes.of_result(await ref)
         except Exception as error:  # a Ray-level failure is data on the job row
             outcome = outcomes.of_error(error)
-            if outcomes.may_leave_processes(error):  # e.g. its worker was SIGKILLed: no clean-up ran
-                running = self._running[job_id]
-                await self._reap_leftovers([(running.job, running.start.ray_node_id)])
+            running = self._running[job_id]
+            if outcome.state is not jobs.JobState.CANCELLED and running.on_end == END_OUTCOME:
+                lost = await self._lost_node(running)
+                if lost:  # the worker died with its node: NODE_FAIL, not a failure of the job
+                    running.on_end, running.lost_node = END_NODE_FAIL, lost
+            if outcomes.may_leave_processes(error) and running.on_end != END_NODE_FAIL:
+                await self._reap_leftovers([(running.job, running.start.ray_node_id)])  # e.g. its worker was SIGKILLed
         await self._finish(job_id, outcome)
+
+    async def _lost_node(self, running: _Running) -> str:
+        """The name of a node of the job that Ray reports dead within NODE_LOSS_GRACE_S, else ""."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + NODE_LOSS_GRACE_S
+        while True:
+            alive = {info["NodeID"] for info in ray.nodes() if info.get("Alive")}
+            lost = [name for name, node_id in running.start.all_nodes if node_id not in alive]
+            if lost:
+                self._refresh_nodes()  # nothing more may be placed on it
+                return lost[0]
+            if loop.time() >= deadline:
+                return ""
+            await asyncio.sleep(0.5)
 
     async def _finish(self, job_id: int, outcome: Outcome) -> None:
         running = self._running[job_id]

@@ -171,7 +171,7 @@ class JobService:
     def _partition(self, name: str) -> partition_config.Partition:
         found = partition_config.lookup(self._settings.partitions, name)
         if found is None:
-            known = ", ".join(p.name for p in self._settings.partitions)
+            known = ", ".join(sorted(p.name for p in self._settings.partitions))
             raise InvalidJobSpec("partition", f"{name!r} is not a partition (known: {known})")
         return found
 
@@ -260,9 +260,8 @@ class JobService:
             return
         partition = self._partition(spec.partition)
         nodes = [n for n in nodes if partition.covers(n.name, n.labels)]
-        if not nodes:
-            raise InvalidJobSpec("partition", f"partition {partition.name} has no live node "
-                                              f"({partition.describe_nodes()})")
+        if not nodes:  # its nodes may join later (ray up, a restarted node): the job waits for them
+            return
         holders = [n for n in nodes if n.total_cpus >= spec.total_cpus and n.total_memory_mb >= spec.memory_per_node_mb
                    and n.total_gpus >= spec.gpus_per_node]
         if len(holders) >= spec.nodes:

@@ -130,18 +130,43 @@ def repository(service: JobService) -> JobRepository:
     return service.repository
 
 
+#: Ray's health check on the session cluster: a killed node is seen dead within about 3 s.
+RAY_HEALTH_CHECK = {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}
+
+
+def _free_port() -> int:
+    """A TCP port nothing listens on now (Ray's dashboard would otherwise insist on 8265)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[str]:
-    """One local Ray for the whole session: a 32-CPU node with 64 GiB declared."""
+def ray_local_cluster() -> Iterator[object]:
+    """One local Ray for the whole session, as a ``ray.cluster_utils.Cluster``: its head is a
+    32-CPU node with 64 GiB declared.  Multi-node tests add (and remove) nodes to it."""
     import ray
+    from ray.cluster_utils import Cluster
 
     from cluster.connection import OBJECT_STORE_BYTES
 
-    ray.init(num_cpus=RAY_NODE_CPUS, _memory=RAY_NODE_MEMORY_MB * 1024 * 1024,
-             object_store_memory=OBJECT_STORE_BYTES, include_dashboard=True, namespace="conductor-tests",
-             log_to_driver=False, _node_name="testnode")
-    yield ray.get_runtime_context().gcs_address
+    cluster = Cluster(initialize_head=True, head_node_args=dict(
+        num_cpus=RAY_NODE_CPUS, memory=RAY_NODE_MEMORY_MB * 1024 * 1024, object_store_memory=OBJECT_STORE_BYTES,
+        include_dashboard=True, dashboard_port=_free_port(), node_name="testnode", _system_config=RAY_HEALTH_CHECK))
+    ray.init(address=cluster.address, namespace="conductor-tests", log_to_driver=False)
+    yield cluster
     ray.shutdown()
+    cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(ray_local_cluster: object) -> Iterator[str]:
+    """The session's Ray, connected: its GCS address."""
+    import ray
+
+    yield ray.get_runtime_context().gcs_address
 
 
 @pytest.fixture

@@ -427,7 +427,8 @@ def _values_from_spec(spec: jobs.JobSpec, submit_time: datetime) -> dict:
         reason=jobs.Reason.NONE, submit_time=submit_time, stdout_pattern=spec.stdout_pattern,
         stderr_pattern=spec.stderr_pattern, stdout_path="", stderr_path="", hold=spec.hold,
         begin_time=spec.begin_time, dependency=spec.dependency, array_job_id=spec.array_job_id,
-        array_task_id=spec.array_task_id, array_max_running=spec.array_max_running, cancel_requested=False)
+        array_task_id=spec.array_task_id, array_max_running=spec.array_max_running, cancel_requested=False,
+        nodes=spec.nodes, gpus_per_node=spec.gpus_per_node)
 
 
 def _row_from_spec(spec: jobs.JobSpec) -> JobRow:
