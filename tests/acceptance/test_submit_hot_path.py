@@ -1,5 +1,5 @@
-"""The submit path's shortcuts keep the API's contract: the response is the job as stored, and
-authentication still applies when the dependencies run on the event loop."""
+"""The submit path's shortcuts keep the API's contract: the response is the job as stored, rendered
+as FastAPI renders a response_model, and the request path's dependencies stay coroutines."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from api import deps
 from api.routes import jobs as job_routes
+from api.schemas import JobOut
 
 BODY = {"job": {"name": "hot", "account": "a", "cpus_per_task": 2, "memory_per_node": "1G",
                 "current_working_directory": "/tmp", "environment": {"K": "v"}, "argv": ["x", "y"],
@@ -16,14 +17,20 @@ BODY = {"job": {"name": "hot", "account": "a", "cpus_per_task": 2, "memory_per_n
         "script": "#!/bin/bash\necho ünïcode\n"}
 
 
-def test_submit_response_is_the_job_as_get_returns_it(client: TestClient) -> None:
+def _stored(client: TestClient, job_id: int) -> dict:
+    """The stored job as a JobOut response body, the way FastAPI renders a response_model."""
+    return JobOut.from_job(client.service.get(job_id)).model_dump(mode="json")  # type: ignore[attr-defined]
+
+
+def test_submit_response_is_the_stored_job(client: TestClient) -> None:
     """submit writes its JobOut itself (json_response); it must equal FastAPI's own rendering of it."""
     submitted = client.post("/api/jobs/submit", json=BODY)
     assert submitted.status_code == 200, submitted.text
     assert submitted.headers["content-type"] == "application/json"
     body = submitted.json()
     assert body["array_task_ids"] == []
-    assert body["job"] == client.get(f"/api/jobs/{body['job_id']}").json()
+    assert body["job"] == _stored(client, body["job_id"])
+    assert client.get(f"/api/jobs/{body['job_id']}").json()["name"] == "hot"
 
 
 def test_array_submit_response_lists_every_task(client: TestClient) -> None:
@@ -31,7 +38,7 @@ def test_array_submit_response_lists_every_task(client: TestClient) -> None:
     assert submitted.status_code == 200, submitted.text
     body = submitted.json()
     assert len(body["array_task_ids"]) == 3 and body["job_id"] == body["array_task_ids"][0]
-    assert body["job"] == client.get(f"/api/jobs/{body['job_id']}").json()
+    assert body["job"] == _stored(client, body["job_id"])
 
 
 def test_batch_response_ids_are_the_stored_jobs_in_order(client: TestClient) -> None:
