@@ -33,6 +33,12 @@ class JobDescription(BaseModel):
     cpus_per_task: StrictInt = Field(1, ge=1, le=1_000_000, description="CPUs per task (-c).", examples=[4])
     ntasks_per_node: StrictInt = Field(1, ge=1, le=1_000_000, description="Tasks per node (--ntasks-per-node).",
                                        examples=[1])
+    nodes: StrictInt = Field(1, ge=1, le=10_000, description="Nodes the job needs at once (-N); CPUs, memory "
+                             "and GPUs are per node. The script runs on the first; SLURM_JOB_NODELIST names all.",
+                             examples=[1])
+    gpus_per_node: StrictInt = Field(0, ge=0, le=1024, description="GPUs per node (--gpus-per-node, "
+                                     "--gres=gpu:N); jobs asking for GPUs run only on nodes that have them.",
+                                     examples=[0])
     memory_per_node: Union[StrictStr, StrictInt, None] = Field(
         None, description="Memory per node (--mem): a size with unit K/M/G/T, or a whole number of MB.",
         examples=["8G", 8192])
@@ -208,11 +214,21 @@ class JobOut(BaseModel):
     hold: str | None = Field(None, description="null, user or admin.", examples=[None])
     begin_time: datetime | None = Field(None, description="Earliest start (--begin).")
     cancel_requested: bool = Field(False, description="A cancel was asked while the job ran.")
+    nodes: int = Field(1, description="Nodes the job needs at once (-N).", examples=[1])
+    gpus_per_node: int = Field(0, description="GPUs per node.", examples=[0])
+    node_list: str | None = Field(None, description="Every node the job runs or ran on (the first runs the script).",
+                                  examples=["b1,b2"])
+    priority_factors: dict | None = Field(
+        None, description="A pending job's current priority and its factors (age, fairshare, job_size, "
+                          "partition in [0, 1]; admin and nice as set), as sprio shows them.",
+        examples=[{"priority": 2031, "age": 0.0012, "fairshare": 1.0, "job_size": 0.03, "partition": 1.0,
+                   "nice": 0, "admin": 0}])
 
     @classmethod
-    def from_job(cls, job: jobs.Job) -> "JobOut":
+    def from_job(cls, job: jobs.Job, factors: dict | None = None) -> "JobOut":
         spec = job.spec
         return cls(
+            nodes=spec.nodes, gpus_per_node=spec.gpus_per_node, node_list=job.node_list, priority_factors=factors,
             job_id=job.id, name=spec.name, account=spec.account, partition=spec.partition, user=spec.user,
             state=job.state, reason=job.reason, exit_code=job.exit_code_text, return_code=job.exit_code,
             signal=job.signal, cpus_per_task=spec.cpus_per_task, ntasks_per_node=spec.ntasks_per_node,
@@ -399,12 +415,22 @@ class PartitionOut(BaseModel):
     """Nodes grouped by partition (`sinfo`)."""
 
     name: str = Field(examples=["default"])
-    state: str = Field(description="up when at least one of its nodes is up.", examples=["up"])
-    nodes: list[str] = Field(examples=[["kunpeng-compute-01"]])
+    state: str = Field(description="up (jobs start; some node is up), inactive (no node is up: jobs wait) or "
+                                   "down (State=DOWN: jobs are accepted and wait).", examples=["up"])
+    nodes: list[str] = Field(description="Its up nodes.", examples=[["kunpeng-compute-01"]])
     cpus: Capacity
     memory_mb: Capacity
+    gpus: int = Field(0, description="GPUs of its up nodes.", examples=[0])
     pending_jobs: int = Field(examples=[3])
     running_jobs: int = Field(examples=[4])
+    default: bool = Field(False, description="Jobs that name no partition go here.")
+    default_time_s: int | None = Field(None, description="Time limit of jobs that ask for none.", examples=[3600])
+    max_time_s: int | None = Field(None, description="Longest time limit accepted; null = unlimited.")
+    max_cpus_per_job: int | None = Field(None, description="Most CPUs one job may ask for.")
+    max_nodes: int | None = Field(None, description="Most nodes one job may ask for.")
+    priority_job_factor: int = Field(1, description="Its weight in the partition priority factor.")
+    covers: str = Field("ALL", description="Which nodes it covers: ALL, a node list, or a label.",
+                        examples=["label conductor.io/partition=gpu"])
 
 
 class PartitionListResponse(BaseModel):

@@ -38,6 +38,9 @@ class ApiClient:
     def job(self, job_id: int) -> dict[str, Any]:
         return self._request("GET", f"/api/jobs/{job_id}")
 
+    def partitions(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/api/partitions")["partitions"]
+
     def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         try:
             response = self._http.request(method, path, **kwargs)

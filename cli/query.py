@@ -177,6 +177,29 @@ def history(
           header=not noheader)
 
 
+# -- partitions ---------------------------------------------------------------------------------
+
+@app.command(cls=_OneLineErrors)
+def partitions(
+    ctx: typer.Context, noheader: bool = _NOHEADER, as_json: bool = _JSON,
+) -> None:
+    """List partitions with their nodes, CPUs and memory, like sinfo.
+
+    conductor partitions [--noheader] [--json]
+
+    CPUS(A/I/T) is allocated/idle/total; MEMORY(A/T) allocated/total; JOBS(R/PD) running/pending;
+    TIMELIMIT is the partition's MaxTime; * marks the default partition.
+
+    Example: conductor partitions
+    """
+    found = _call(lambda client: client.partitions(), ctx)
+    if as_json:
+        _print_json({"partitions": found})
+        return
+    render.print_table(render.PARTITION_HEADERS, [render.partition_row(p) for p in found],
+                       right=render.PARTITION_RIGHT, header=not noheader)
+
+
 # -- show ---------------------------------------------------------------------------------------
 
 @app.command(cls=_OneLineErrors)

@@ -15,8 +15,11 @@ from conductor.jobs import JobState
 Job = dict[str, Any]
 UNKNOWN = "Unknown"
 
-QUEUE_HEADERS = ("JOBID", "PARTITION", "NAME", "USER", "ACCOUNT", "ST", "TIME", "CPUS", "NODE(REASON)")
-QUEUE_RIGHT = frozenset({"JOBID", "TIME", "CPUS"})
+QUEUE_HEADERS = ("JOBID", "PARTITION", "NAME", "USER", "ACCOUNT", "ST", "TIME", "CPUS", "PRIORITY", "NODE(REASON)")
+QUEUE_RIGHT = frozenset({"JOBID", "TIME", "CPUS", "PRIORITY"})
+PARTITION_HEADERS = ("PARTITION", "AVAIL", "TIMELIMIT", "NODES", "CPUS(A/I/T)", "MEMORY(A/T)", "GPUS", "JOBS(R/PD)",
+                     "NODELIST")
+PARTITION_RIGHT = frozenset({"NODES", "GPUS"})
 HISTORY_HEADERS = ("JobID", "JobName", "Partition", "Account", "AllocCPUS", "State", "ExitCode", "Start", "End",
                    "Elapsed", "CPUTime", "TotalCPU", "MaxRSS")
 HISTORY_RIGHT = frozenset({"JobID", "AllocCPUS", "ExitCode", "Elapsed", "CPUTime", "TotalCPU", "MaxRSS"})
@@ -28,7 +31,8 @@ _SHOWN = frozenset({
     "job_id", "display_id", "name", "user", "account", "priority", "nice", "state", "reason", "requeue",
     "restart_count", "exit_code", "return_code", "signal", "time_limit_s", "submit_time", "start_time", "end_time",
     "partition", "node", "cpus", "ntasks_per_node", "cpus_per_task", "memory_per_node_mb", "working_directory",
-    "stderr_path", "stdout_path", "cpu_time_user_s", "cpu_time_system_s", "max_rss_kb"})
+    "stderr_path", "stdout_path", "cpu_time_user_s", "cpu_time_system_s", "max_rss_kb", "nodes", "gpus_per_node",
+    "node_list", "priority_factors"})
 
 
 # -- quantities ---------------------------------------------------------------------------
@@ -111,10 +115,31 @@ def node_or_reason(job: Job) -> str:
 
 
 def queue_row(job: Job, now: datetime) -> list[str]:
-    """One squeue line."""
+    """One squeue line; PRIORITY is a pending job's current priority (squeue -o %Q), "-" for others."""
     return [job_label(job), job["partition"], job["name"], job["user"], job["account"],
-            _SHORT.get(job["state"], job["state"]), squeue_time(elapsed_s(job, now)), str(job["cpus"]),
-            node_or_reason(job)]
+            _SHORT.get(job["state"], job["state"]), squeue_time(elapsed_s(job, now)),
+            str(job["cpus"] * job.get("nodes", 1)), current_priority(job), node_or_reason(job)]
+
+
+def current_priority(job: Job) -> str:
+    """The priority the scheduler orders a pending job by; "-" once it left the queue."""
+    factors = job.get("priority_factors")
+    return str(factors["priority"]) if factors else "-"
+
+
+def node_list(job: Job) -> str:
+    return job.get("node_list") or job.get("node") or "(null)"
+
+
+def partition_row(partition: dict) -> list[str]:
+    """One sinfo line: the default partition is marked with *, as sinfo does."""
+    cpus, memory = partition["cpus"], partition["memory_mb"]
+    return [partition["name"] + ("*" if partition.get("default") else ""), partition["state"],
+            units.format_duration_s(partition.get("max_time_s")), str(len(partition["nodes"])),
+            f"{cpus['allocated']}/{cpus['free']}/{cpus['total']}",
+            f"{units.format_memory_mb(memory['allocated'])}/{units.format_memory_mb(memory['total'])}",
+            str(partition.get("gpus", 0)), f"{partition['running_jobs']}/{partition['pending_jobs']}",
+            ",".join(partition["nodes"]) or "(none)"]
 
 
 def history_row(job: Job, now: datetime) -> list[str]:
@@ -131,7 +156,9 @@ def show_fields(job: Job, now: datetime) -> list[list[tuple[str, str]]]:
     return [
         [("JobId", str(job["job_id"])), ("JobName", job["name"])],
         [("UserId", job["user"]), ("Account", job["account"])],
-        [("Priority", str(job["priority"])), ("Nice", str(job["nice"]))],
+        [("Priority", current_priority(job) if job.get("priority_factors") else str(job["priority"])),
+         ("Nice", str(job["nice"])), ("AdminPriority", str(job["priority"]))],
+        *([_factor_fields(job["priority_factors"])] if job.get("priority_factors") else []),
         [("JobState", job["state"]), ("Reason", job["reason"])],
         [("Requeue", "1" if job["requeue"] else "0"), ("Restarts", str(job["restart_count"])),
          ("ExitCode", job["exit_code"])],
@@ -139,10 +166,11 @@ def show_fields(job: Job, now: datetime) -> list[list[tuple[str, str]]]:
          ("TimeLimit", units.format_duration_s(job.get("time_limit_s")))],
         [("SubmitTime", local_time(job["submit_time"])), ("StartTime", local_time(job.get("start_time"))),
          ("EndTime", _end_time(job))],
-        [("Partition", job["partition"]), ("NodeList", job.get("node") or "(null)"),
+        [("Partition", job["partition"]), ("NodeList", node_list(job)),
          ("BatchHost", job.get("node") or "(null)")],
-        [("NumNodes", "1"), ("NumCPUs", str(job["cpus"])), ("NumTasks", str(job["ntasks_per_node"])),
-         ("CPUs/Task", str(job["cpus_per_task"]))],
+        [("NumNodes", str(job.get("nodes", 1))), ("NumCPUs", str(job["cpus"] * job.get("nodes", 1))),
+         ("NumTasks", str(job["ntasks_per_node"] * job.get("nodes", 1))), ("CPUs/Task", str(job["cpus_per_task"])),
+         ("Gres", f"gpu:{job['gpus_per_node']}" if job.get("gpus_per_node") else "(null)")],
         [("MinMemoryNode", units.format_memory_mb(job["memory_per_node_mb"]))],
         [("WorkDir", job["working_directory"])],
         [("StdErr", job["stderr_path"])],
@@ -151,6 +179,12 @@ def show_fields(job: Job, now: datetime) -> list[list[tuple[str, str]]]:
          ("SystemCPU", sacct_cpu_time(job.get("cpu_time_system_s"))), ("TotalCPU", sacct_cpu_time(total_cpu_s(job))),
          ("MaxRSS", max_rss(job.get("max_rss_kb")))],
     ] + ([_other_fields(job)] if _other_fields(job) else [])
+
+
+def _factor_fields(factors: dict) -> list[tuple[str, str]]:
+    """sprio's factors of a pending job, as shown under its priority."""
+    return [("PriorityFactors", f"Age={factors['age']}"), ("FairShare", str(factors["fairshare"])),
+            ("JobSize", str(factors["job_size"])), ("PartitionFactor", str(factors["partition"]))]
 
 
 def _other_fields(job: Job) -> list[tuple[str, str]]:

@@ -49,9 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("-A", "--account", metavar="ACCOUNT", help="account to charge")
     add("-p", "--partition", metavar="PARTITION", help="partition")
     add("-c", "--cpus-per-task", dest="cpus_per_task", type=_positive, metavar="N", help="CPUs per task")
-    add("-n", "--ntasks", type=_positive, metavar="N", help="tasks (all on one node)")
+    add("-n", "--ntasks", type=_positive, metavar="N", help="tasks in all (spread over -N nodes)")
     add("--ntasks-per-node", dest="ntasks_per_node", type=_positive, metavar="N", help="tasks per node")
-    add("-N", "--nodes", metavar="N", help="nodes; only 1 is supported so far")
+    add("-N", "--nodes", metavar="N[-M]", type=_nodes, help="nodes the job needs at once (N-M: N)")
+    add("-G", "--gpus", type=_positive, metavar="N", help="GPUs in all (spread evenly over the nodes)")
+    add("--gpus-per-node", dest="gpus_per_node", type=_positive, metavar="N", help="GPUs per node")
+    add("--gres", metavar="gpu:N", type=_gres, help="generic resources per node: gpu:N (or gpu:TYPE:N)")
     add("--mem", metavar="SIZE", type=_memory, help="memory per node, K/M/G/T (default unit M)")
     add("--mem-per-cpu", dest="mem_per_cpu", metavar="SIZE", type=_memory, help="memory per CPU")
     add("-t", "--time", metavar="TIME", type=_time,
@@ -113,6 +116,23 @@ def _checked(parse: Callable[[str], object], *, keep_text: bool = False) -> Call
         return text if keep_text else value
 
     return convert
+
+
+def _nodes(text: str) -> int:
+    """-N N or N-M (a range: the minimum, which is what conductor allocates)."""
+    low, _, high = text.partition("-")
+    first = _positive(low)
+    if high and _positive(high) < first:
+        raise argparse.ArgumentTypeError(f"{text!r}: the maximum is below the minimum")
+    return first
+
+
+def _gres(text: str) -> int:
+    """--gres gpu:N or gpu:TYPE:N (GPUs per node); other resources are not known here."""
+    parts = text.split(":")
+    if parts[0] != "gpu" or len(parts) not in (2, 3):
+        raise argparse.ArgumentTypeError(f"{text!r}: only gpu:N or gpu:TYPE:N is supported")
+    return _positive(parts[-1])
 
 
 _memory = _checked(units.parse_memory_mb)
@@ -178,26 +198,46 @@ def _merge(from_script: argparse.Namespace, command_line: argparse.Namespace) ->
 
 
 def _refuse_unsupported(options: dict) -> None:
-    nodes = options.get("nodes")
-    if nodes is not None and nodes not in ("1", "1-1"):
-        raise UsageError(f"-N/--nodes {nodes}: only single-node jobs are supported so far")
     if options.get("mem") is not None and options.get("mem_per_cpu") is not None:
         raise UsageError("--mem and --mem-per-cpu are mutually exclusive")
-    tasks, per_node = options.get("ntasks"), options.get("ntasks_per_node")
-    if tasks is not None and per_node is not None and tasks != per_node:
-        raise UsageError(f"-n {tasks} with --ntasks-per-node {per_node} needs several nodes; "
-                         "only single-node jobs are supported so far")
+    given = [flag for key, flag in (("gpus", "--gpus"), ("gpus_per_node", "--gpus-per-node"), ("gres", "--gres"))
+             if options.get(key) is not None]
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(given)} are mutually exclusive")
+    tasks, per_node, nodes = options.get("ntasks"), options.get("ntasks_per_node"), options.get("nodes")
+    if tasks is not None and per_node is not None and nodes is not None and tasks != per_node * nodes:
+        raise UsageError(f"-n {tasks} is not --ntasks-per-node {per_node} x -N {nodes}")
+
+
+def _layout(options: dict) -> tuple[int, int, int]:
+    """(nodes, tasks per node, GPUs per node) from -N, -n, --ntasks-per-node, --gpus, --gres, as sbatch does."""
+    tasks, per_node, nodes = options.get("ntasks"), options.get("ntasks_per_node"), options.get("nodes")
+    if nodes is None:
+        nodes = -(-tasks // per_node) if tasks and per_node else 1
+    if per_node is None:
+        per_node = -(-tasks // nodes) if tasks else 1
+    gpus = options.get("gpus_per_node") or options.get("gres") or 0
+    if options.get("gpus") is not None:
+        if options["gpus"] % nodes:
+            raise UsageError(f"--gpus {options['gpus']} cannot be spread evenly over {nodes} nodes; "
+                             "use --gpus-per-node")
+        gpus = options["gpus"] // nodes
+    return nodes, per_node, gpus
 
 
 def _body(options: dict, script: str, default_name: str, environ: Mapping[str, str], cwd: Path) -> dict:
     cpus = options.get("cpus_per_task", 1)
-    tasks = options.get("ntasks_per_node") or options.get("ntasks") or 1
+    nodes, tasks, gpus = _layout(options)
     job: dict = {
         "name": options.get("name", default_name), "account": options.get("account", ""),
         "cpus_per_task": cpus, "ntasks_per_node": tasks, "argv": list(options["args"]),
         "user": getpass.getuser(), "environment": export_environment(options.get("export", "ALL"), environ),
         "current_working_directory": str((cwd / options.get("chdir", ".")).resolve()),
     }
+    if nodes != 1:
+        job["nodes"] = nodes
+    if gpus:
+        job["gpus_per_node"] = gpus
     if options.get("mem") is not None:
         job["memory_per_node"] = options["mem"]
     elif options.get("mem_per_cpu") is not None:

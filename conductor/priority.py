@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Iterable
 
 from conductor.config import Settings
@@ -59,6 +60,10 @@ class Factors:
         return {"priority": self.priority, "age": round(self.age, 4), "fairshare": round(self.fairshare, 4),
                 "job_size": round(self.job_size, 4), "partition": round(self.partition, 4), "nice": self.nice,
                 "admin": self.admin}
+
+
+#: How far back finished jobs count for fair share, in half-lives (older ones weigh < 1/32).
+USAGE_HALF_LIVES = 5
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,15 @@ class FairShare:
 
     def _decay(self, value: float, elapsed_s: float) -> float:
         return value * math.pow(0.5, elapsed_s / self._half_life_s)
+
+
+def usage_of(rows: Iterable[tuple[str, int, datetime, datetime | None]], now_s: float) -> list[UsageRecord]:
+    """Usage records (CPUs x run time) from (account, CPUs, start, end) rows of jobs that ended.
+
+    A running job (end None) counts once it ends, as the scheduler adds it then.
+    """
+    return [UsageRecord(account, cpus * max(0.0, end.timestamp() - start.timestamp()), end.timestamp())
+            for account, cpus, start, end in rows if end is not None and end.timestamp() <= now_s + 60]
 
 
 def partition_factors(partitions: Iterable[Partition]) -> dict[str, float]:

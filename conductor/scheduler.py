@@ -50,8 +50,6 @@ NODE_LOSS_GRACE_S = 5.0
 #: How often pending jobs' priorities are recomputed (age and fair share move slowly; Slurm's
 #: PriorityCalcPeriod).  New jobs get theirs when they arrive.
 PRIORITY_CALC_PERIOD_S = 5.0
-#: How far back finished jobs count for fair share, in half-lives (older ones weigh < 1/32).
-USAGE_HALF_LIVES = 5
 #: Most Ray workers warmed up at start (each held this long so they start side by side).
 WARM_WORKERS_MAX, WARM_HOLD_S, WARM_TIMEOUT_S = 8, 0.5, 30.0
 #: Back-off bounds when the database or Redis is unavailable.
@@ -479,11 +477,8 @@ class Scheduler:
     def _load_usage(self) -> None:
         """Fair share from the database: CPU-seconds of jobs that ran in the last few half-lives."""
         now_s = time.time()
-        since = datetime.fromtimestamp(now_s - USAGE_HALF_LIVES * self._weights.half_life_s, timezone.utc)
-        records = []
-        for account, cpus, start, end in self._repo.usage_records(since):
-            end_s = end.timestamp() if end is not None else now_s
-            records.append(priority.UsageRecord(account, cpus * max(0.0, end_s - start.timestamp()), end_s))
+        since = datetime.fromtimestamp(now_s - priority.USAGE_HALF_LIVES * self._weights.half_life_s, timezone.utc)
+        records = priority.usage_of(self._repo.usage_records(since), now_s)
         self._fairshare = priority.FairShare.of(records, self._weights.half_life_s)
         self._priorities_at = 0.0
 

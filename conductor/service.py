@@ -12,9 +12,10 @@ import logging
 import os
 import time
 from dataclasses import replace
+from datetime import datetime, timezone
 from typing import Sequence
 
-from conductor import arrays, dependencies, jobs, output, queue, units
+from conductor import arrays, dependencies, jobs, output, priority, queue, units
 from conductor import partitions as partition_config
 from conductor.db import listing
 from conductor.config import Settings
@@ -31,6 +32,8 @@ NODES_MAX_AGE_S = 1.0
 #: thread pool); with the default 5, 16 concurrent submitters opened a new PostgreSQL connection
 #: for about one submit in four (each overflow connection is closed when handed back).
 DB_POOL_SIZE = 16
+#: How long the fair-share usage read for priority_factors is reused.
+USAGE_MAX_AGE_S = 5.0
 
 
 class JobService:
@@ -41,6 +44,7 @@ class JobService:
         self._repo = repository
         self._queue = job_queue
         self._nodes_read: tuple[float, list] | None = None  # (monotonic time, live nodes): see _live_nodes
+        self._usage_read: tuple[float, priority.FairShare] | None = None  # see _fairshare
 
     @classmethod
     def from_settings(cls, settings: Settings, *, apply_migrations: bool = True) -> "JobService":
@@ -284,6 +288,35 @@ class JobService:
             "memory_per_node",
             f"the job needs {spec.memory_per_node_mb} MB but the largest node with {spec.total_cpus} CPUs "
             f"has {largest_mb} MB")
+
+    def priority_factors(self, found: Sequence[jobs.Job]) -> dict[int, dict]:
+        """sprio: each PENDING job's priority now and its factors, computed as the scheduler does.
+
+        Fair share comes from the database's usage records, read at most once per
+        USAGE_MAX_AGE_S (the scheduler recomputes priorities every few seconds too).
+        """
+        pending = [job for job in found if job.state is jobs.JobState.PENDING]
+        if not pending:
+            return {}
+        now_s = time.time()
+        weights = priority.Weights.of(self._settings)
+        fairshare = self._fairshare(weights, now_s)
+        cluster_cpus = sum(node.total_cpus for node in self._live_nodes())
+        by_partition = priority.partition_factors(self._settings.partitions)
+        return {job.id: priority.compute(
+            weights=weights, waited_s=now_s - job.submit_time.timestamp(),
+            fairshare=fairshare.factor(job.spec.account, now_s), job_cpus=job.spec.total_cpus * job.spec.nodes,
+            cluster_cpus=cluster_cpus, partition=by_partition.get(job.spec.partition, 0.0), nice=job.spec.nice,
+            admin=job.spec.priority).as_dict() for job in pending}
+
+    def _fairshare(self, weights: priority.Weights, now_s: float) -> priority.FairShare:
+        read = self._usage_read
+        if read is not None and time.monotonic() - read[0] < USAGE_MAX_AGE_S:
+            return read[1]
+        since = datetime.fromtimestamp(now_s - priority.USAGE_HALF_LIVES * weights.half_life_s, timezone.utc)
+        share = priority.FairShare.of(priority.usage_of(self._repo.usage_records(since), now_s), weights.half_life_s)
+        self._usage_read = (time.monotonic(), share)
+        return share
 
     def list_jobs(self, job_filter: listing.JobFilter, *, cursor: int | None = None,
                   limit: int = 100) -> tuple[list[jobs.Job], int | None]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import ServiceDep
+from api.deps import ServiceDep, SettingsDep
 from api.schemas import (Capacity, ErrorResponse, NodeListResponse, NodeOut, PartitionListResponse, PartitionOut,
                          QueueSummary)
 from cluster.nodes import PARTITION_LABEL
-from conductor import jobs
+from conductor import jobs, partitions
 from conductor.db.repository import NodeInfo
 from conductor.service import JobService
 
@@ -43,29 +43,42 @@ def list_nodes(service: ServiceDep) -> NodeListResponse:
 
 
 @router.get("/partitions", response_model=PartitionListResponse, responses=_ERRORS, summary="Partitions")
-def list_partitions(service: ServiceDep) -> PartitionListResponse:
-    """Up nodes grouped by their partition label, with capacity and job counts."""
+def list_partitions(service: ServiceDep, settings: SettingsDep) -> PartitionListResponse:
+    """Each partition (sinfo): its up nodes, capacity, job counts and limits.
+
+    With PARTITION_ keys configured, those partitions and the nodes each covers (a node may be in
+    several); otherwise (open partitions) up nodes grouped by their conductor.io/partition label."""
     counts: dict[tuple[str, str], int] = {}
     for state, _reason, partition, count, _cpus in service.repository.active_summary():
         counts[state, partition] = counts.get((state, partition), 0) + count
-    groups: dict[str, list[NodeOut]] = {}
-    for node in _nodes(service):
-        if node.state == "up":
+    up = [node for node in _nodes(service) if node.state == "up"]
+    if not settings.partitions:
+        groups: dict[str, list[NodeOut]] = {}
+        for node in up:
             groups.setdefault(node.partition, []).append(node)
-    return PartitionListResponse(partitions=[_partition_out(name, nodes, counts) for name, nodes in
-                                             sorted(groups.items())])
+        return PartitionListResponse(partitions=[_partition_out(partitions.lookup((), name), nodes, counts)
+                                                 for name, nodes in sorted(groups.items())])
+    return PartitionListResponse(partitions=[
+        _partition_out(p, [n for n in up if p.covers(n.name, n.labels)], counts) for p in settings.partitions])
 
 
-def _partition_out(name: str, nodes: list[NodeOut], counts: dict[tuple[str, str], int]) -> PartitionOut:
+def _partition_out(partition: partitions.Partition, nodes: list[NodeOut],
+                   counts: dict[tuple[str, str], int]) -> PartitionOut:
     def total(pick) -> Capacity:  # noqa: ANN001
         caps = [pick(node) for node in nodes]
         return Capacity(total=sum(c.total for c in caps), allocated=sum(c.allocated for c in caps),
                         free=sum(c.free for c in caps))
 
-    return PartitionOut(name=name, state="up", nodes=[n.name for n in nodes], cpus=total(lambda n: n.cpus),
-                        memory_mb=total(lambda n: n.memory_mb),
+    name = partition.name
+    state = "down" if partition.state == "DOWN" else ("up" if nodes else "inactive")
+    return PartitionOut(name=name, state=state, nodes=[n.name for n in nodes], cpus=total(lambda n: n.cpus),
+                        memory_mb=total(lambda n: n.memory_mb), gpus=sum(n.gpus for n in nodes),
                         pending_jobs=counts.get((jobs.JobState.PENDING.value, name), 0),
-                        running_jobs=counts.get((jobs.JobState.RUNNING.value, name), 0))
+                        running_jobs=counts.get((jobs.JobState.RUNNING.value, name), 0),
+                        default=partition.default, default_time_s=partition.default_time_s,
+                        max_time_s=partition.max_time_s, max_cpus_per_job=partition.max_cpus_per_job,
+                        max_nodes=partition.max_nodes, priority_job_factor=partition.priority_job_factor,
+                        covers=partition.describe_nodes())
 
 
 @router.get("/queue", response_model=QueueSummary, responses=_ERRORS, summary="Queue summary")

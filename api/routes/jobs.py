@@ -83,7 +83,8 @@ def _item_error(index: int, field: str, reason: str) -> RequestValidationError:
 @router.get("/{job_id}", response_model=JobOut, responses=_ERRORS, summary="Get one job")
 def get_job(job_id: Annotated[int, Path(ge=1, le=MAX_JOB_ID, description="Job id.")],
             service: ServiceDep, caller: CallerDep) -> JobOut:
-    return JobOut.from_job(visible_job(service, caller, job_id))
+    job = visible_job(service, caller, job_id)
+    return JobOut.from_job(job, service.priority_factors([job]).get(job.id))
 
 
 @router.get("", response_model=JobListResponse, responses=_ERRORS, summary="List jobs (squeue, sacct)")
@@ -95,7 +96,8 @@ def list_jobs(query: Annotated[JobListQuery, Query()], service: ServiceDep, call
     if not caller.admin:
         wanted = replace(wanted, users=[caller.name])
     found, next_cursor = service.list_jobs(wanted, cursor=query.cursor, limit=query.limit)
-    return JobListResponse(jobs=[JobOut.from_job(job) for job in found], next_cursor=next_cursor)
+    factors = service.priority_factors(found)
+    return JobListResponse(jobs=[JobOut.from_job(job, factors.get(job.id)) for job in found], next_cursor=next_cursor)
 
 
 _OUTPUT_HEADERS = {
@@ -153,7 +155,8 @@ def to_spec(body: SubmitRequest, *, default_dir: str) -> jobs.JobSpec:
         script=script, name=desc.name, account=desc.account, partition=desc.partition, user=desc.user,
         argv=tuple(desc.argv), working_dir=desc.current_working_directory or default_dir,
         environment=desc.environment or {}, cpus_per_task=desc.cpus_per_task,
-        ntasks_per_node=desc.ntasks_per_node, memory_per_node_mb=desc.memory_per_node or 0,
+        ntasks_per_node=desc.ntasks_per_node, nodes=desc.nodes, gpus_per_node=desc.gpus_per_node,
+        memory_per_node_mb=desc.memory_per_node or 0,
         time_limit_s=desc.time_limit, priority=desc.priority, nice=desc.nice, requeue=desc.requeue,
         stdout_pattern=desc.standard_output, stderr_pattern=desc.standard_error, hold="user" if desc.hold else None,
         begin_time=desc.begin_time, dependency=desc.dependency)

@@ -337,13 +337,12 @@ class JobRepository:
     # -- allocations and nodes ----------------------------------------------------------
 
     def usage_records(self, since: datetime) -> list[tuple[str, int, datetime, datetime | None]]:
-        """(account, CPUs over all nodes, start, end or None) of jobs that ran since ``since`` (fair share)."""
+        """(account, CPUs over all nodes, start, end) of jobs that ran and ended since ``since`` (fair share)."""
         cpus = JobRow.cpus_per_task * JobRow.ntasks_per_node * JobRow.nodes
         with self._session() as session:
             rows = session.execute(
                 select(JobRow.account, cpus, JobRow.start_time, JobRow.end_time)
-                .where(JobRow.start_time.is_not(None),
-                       (JobRow.end_time >= since) | (JobRow.state == jobs.JobState.RUNNING.value))).all()
+                .where(JobRow.start_time.is_not(None), JobRow.end_time >= since)).all()
             return [(account, int(total), _aware(start), _aware(end)) for account, total, start, end in rows]
 
     def unreleased_by_node(self) -> dict[str, tuple[int, int]]:

@@ -37,3 +37,44 @@ def test_nodes_partitions_and_queue_summary(settings) -> None:
                                                                                               "n1": "up"}
         assert [p["name"] for p in client.get("/api/partitions").json()["partitions"]] == ["default"]
     service.close()
+
+
+def test_configured_partitions_show_their_nodes_limits_and_refuse_what_they_do_not_allow(settings) -> None:
+    from conductor import partitions
+
+    configured = settings.model_copy(update={"partitions": (
+        partitions.parse("batch", "Nodes=ALL Default=YES DefaultTime=1:00:00 MaxTime=2:00:00 MaxCPUsPerJob=16"),
+        partitions.parse("gpu", "Label=gpu PriorityJobFactor=10"),
+        partitions.parse("maint", "Nodes=n9 State=DOWN"))})
+    service = JobService.from_settings(configured)
+    service.repository.replace_nodes([
+        NodeInfo("n1", "ray-n1", 32, 65536, 0, {}, True),
+        NodeInfo("g1", "ray-g1", 8, 16384, 2, {"conductor.io/partition": "gpu"}, True)])
+    with TestClient(create_app(configured, service=service)) as client:
+        found = {p["name"]: p for p in client.get("/api/partitions").json()["partitions"]}
+        assert (found["batch"]["nodes"], found["batch"]["default"], found["batch"]["max_time_s"]) == (
+            ["g1", "n1"], True, 7200)
+        assert (found["gpu"]["nodes"], found["gpu"]["gpus"], found["gpu"]["covers"]) == (
+            ["g1"], 2, "label conductor.io/partition=gpu")
+        assert (found["maint"]["state"], found["maint"]["nodes"]) == ("down", [])
+
+        def submit(**job: object) -> dict:
+            body = {"job": {"current_working_directory": "/tmp", **job}, "script": "#!/bin/bash\ntrue\n"}
+            return client.post("/api/jobs/submit", json=body)
+
+        accepted = submit(cpus_per_task=2)
+        assert accepted.status_code == 200, accepted.text
+        job = accepted.json()["job"]
+        assert (job["partition"], job["time_limit_s"]) == ("batch", 3600)  # the default and its DefaultTime
+        for fields, field, words in (
+                ({"partition": "nope"}, "partition", "'nope' is not a partition (known: batch, gpu, maint)"),
+                ({"time_limit": "3:00:00"}, "time_limit", "exceeds the MaxTime of partition batch"),
+                ({"cpus_per_task": 17}, "cpus_per_task", "allows 16 per job"),
+                ({"partition": "gpu", "gpus_per_node": 3}, "gpus", "largest node of partition gpu has 2"),
+                ({"partition": "gpu", "nodes": 2}, "nodes", "needs 2 nodes")):
+            refused = submit(**fields)
+            assert refused.status_code == 422, refused.text
+            error = refused.json()["error"]
+            assert error["fields"][0]["field"].endswith(field) and words in error["message"], error
+        assert len(client.get("/api/jobs").json()["jobs"]) == 1  # nothing of the refused ones was stored
+    service.close()

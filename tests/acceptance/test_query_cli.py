@@ -34,7 +34,7 @@ from conductor.service import JobService
 from tests.helpers import spec, wait_for
 
 CONDUCTOR = str(Path(sys.executable).with_name("conductor"))
-QUEUE_HEADER = ["JOBID", "PARTITION", "NAME", "USER", "ACCOUNT", "ST", "TIME", "CPUS", "NODE(REASON)"]
+QUEUE_HEADER = ["JOBID", "PARTITION", "NAME", "USER", "ACCOUNT", "ST", "TIME", "CPUS", "PRIORITY", "NODE(REASON)"]
 HISTORY_HEADER = ["JobID", "JobName", "Partition", "Account", "AllocCPUS", "State", "ExitCode", "Start", "End",
                   "Elapsed", "CPUTime", "TotalCPU", "MaxRSS"]
 
@@ -119,9 +119,11 @@ def test_queue_prints_one_header_and_squeue_rows(server: dict) -> None:
     lines = _ok(server, "queue", "-u", user).splitlines()
     assert lines[0].split() == QUEUE_HEADER and "\x1b" not in "".join(lines)
     rows = [line.split() for line in lines[1:]]
-    assert rows[0] == [str(waiting), "default", "waiting", user, "phys", "PD", "0:00", "2", "(Resources)"]
+    assert rows[0][:8] + rows[0][9:] == [str(waiting), "default", "waiting", user, "phys", "PD", "0:00", "2",
+                                         "(Resources)"]
+    assert int(rows[0][8]) >= 1000  # its priority: an account with no usage has fair share 1 (weight 1000)
     assert rows[1][:5] == [str(running), "gpu", "busy", user, "R"]  # an empty ACCOUNT is blank
-    assert re.fullmatch(r"1:01:0\d", rows[1][5]) and rows[1][6:] == ["1", "n1"], rows[1]  # TIME ticks
+    assert re.fullmatch(r"1:01:0\d", rows[1][5]) and rows[1][6:] == ["1", "-", "n1"], rows[1]  # TIME ticks
     assert len(rows) == 2
     assert lines[0].index("NODE(REASON)") == lines[1].index("(Resources)")  # aligned columns
     everything = _ok(server, "queue", "-u", user, "-t", "all", "--noheader").splitlines()
@@ -181,6 +183,9 @@ def test_show_prints_scontrol_key_values(server: dict) -> None:
     assert {"SubmitTime", "EndTime", "WorkDir", "StdOut", "StdErr", "Priority", "Nice", "Partition", "TotalCPU",
             "MaxRSS", "UserCPU", "SystemCPU"} <= set(pairs)
     assert "\n" not in _ok(server, "show", str(job_id), "-o").strip()
+    # sprio's factors of a pending job: fair share 1 (no usage), priority = their weighted sum
+    assert pairs["FairShare"] == "1.0" and pairs["PriorityFactors"].startswith("Age=")
+    assert int(pairs["Priority"]) >= 1000 and pairs["AdminPriority"] == "0"
     as_json = json.loads(_ok(server, "show", str(job_id), "--json"))
     assert as_json == httpx.get(f"{server['url']}/api/jobs/{job_id}").json()
 
@@ -236,3 +241,19 @@ def test_an_unreachable_api_is_one_line(server: dict) -> None:
     env = {**server["env"], "CONDUCTOR_URL": f"http://127.0.0.1:{_free_port()}"}
     result = subprocess.run([CONDUCTOR, "queue"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and result.stderr.startswith("conductor: error: cannot reach the conductor API")
+
+
+def test_partitions_prints_sinfo_rows(server: dict) -> None:
+    from conductor.db.repository import NodeInfo
+
+    server["service"].repository.replace_nodes([
+        NodeInfo("n1", "ray-n1", 64, 131072, 0, {}, True),
+        NodeInfo("g1", "ray-g1", 8, 16384, 2, {"conductor.io/partition": "gpu"}, True)])
+    lines = _ok(server, "partitions").splitlines()
+    assert lines[0].split() == ["PARTITION", "AVAIL", "TIMELIMIT", "NODES", "CPUS(A/I/T)", "MEMORY(A/T)", "GPUS",
+                                "JOBS(R/PD)", "NODELIST"]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert rows["gpu"][1:4] == ["up", "UNLIMITED", "1"] and rows["gpu"][6] == "2" and rows["gpu"][8] == "g1"
+    assert rows["default*"][4].endswith("/64") and rows["default*"][8] == "n1"
+    data = json.loads(_ok(server, "partitions", "--json"))
+    assert {p["name"] for p in data["partitions"]} == {"default", "gpu"}

@@ -67,6 +67,21 @@ def test_defaults_name_from_script_file_and_all_options_map(tmp_path: Path) -> N
     assert submission.parsable and submission.wait
 
 
+@pytest.mark.parametrize(("argv", "layout"), [
+    (["-N", "2", "-c", "4"], (2, 1, 0)),
+    (["-N", "2-4", "--gpus", "4"], (2, 1, 2)),
+    (["-n", "8", "--ntasks-per-node", "4"], (2, 4, 0)),
+    (["-n", "6", "-N", "2"], (2, 3, 0)),
+    (["-n", "3"], (1, 3, 0)),
+    (["--gres", "gpu:a100:2"], (1, 1, 2)),
+    (["--gpus-per-node", "1", "-N", "3"], (3, 1, 1)),
+])
+def test_nodes_tasks_and_gpus_are_laid_out_as_sbatch_does(tmp_path: Path, argv: list[str],
+                                                          layout: tuple[int, int, int]) -> None:
+    job = _parse(tmp_path, [*argv, "job.sh"], "#!/bin/bash\ntrue\n").body["job"]
+    assert (job.get("nodes", 1), job["ntasks_per_node"], job.get("gpus_per_node", 0)) == layout
+
+
 def test_options_after_the_script_are_options_until_double_dash(tmp_path: Path) -> None:
     job = _parse(tmp_path, ["job.sh", "-c", "4", "--mem", "8G", "x", "--", "-c", "9"], "#!/bin/bash\n").body["job"]
     assert (job["cpus_per_task"], job["memory_per_node"], job["argv"]) == (4, 8192, ["x", "-c", "9"])
@@ -88,7 +103,11 @@ def test_script_from_stdin_is_named_sbatch(tmp_path: Path) -> None:
     (["--mem", "8X", "job.sh"], "not a size"),
     (["-t", "1:2:3:4", "job.sh"], "not a time limit"),
     (["--mem", "1G", "--mem-per-cpu", "1G", "job.sh"], "mutually exclusive"),
-    (["-N", "2", "job.sh"], "only single-node jobs"),
+    (["-N", "3-2", "job.sh"], "maximum is below the minimum"),
+    (["-N", "2", "-G", "3", "job.sh"], "cannot be spread evenly over 2 nodes"),
+    (["--gres", "mps:2", "job.sh"], "only gpu:N"),
+    (["--gpus", "1", "--gres", "gpu:1", "job.sh"], "mutually exclusive"),
+    (["-n", "5", "--ntasks-per-node", "2", "-N", "2", "job.sh"], "is not --ntasks-per-node 2 x -N 2"),
     (["-a", "0-3%0", "job.sh"], "at least 1"),
     (["-b", "tomorrowish", "job.sh"], "is not a time"),
     (["--bogus", "job.sh"], "unrecognized arguments"),
