@@ -28,3 +28,9 @@ def test_validation_would_catch_a_mistake() -> None:
     config["not_a_ray_key"] = 1
     with pytest.raises(Exception, match="not_a_ray_key"):
         validate_config(prepare_config(config))
+
+
+def test_every_host_is_labelled_with_its_partition() -> None:
+    config = _load()
+    for command in (config["head_start_ray_commands"][1], config["worker_start_ray_commands"][1]):
+        assert '--labels="conductor.io/partition=$(head -n1 ~/conductor-partition' in command
