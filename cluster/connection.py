@@ -52,6 +52,9 @@ def connect(settings: Settings) -> RayConnection:
                            logging_level=logging.WARNING)
         return _describe(started_here=False, dashboard=context.dashboard_url)
     context = ray.init(
+        # "local": start one even when another Ray runs on this host (Ray would otherwise attach
+        # to the one `ray start` last recorded in /tmp/ray/ray_current_cluster, and refuse num_cpus).
+        address="local",
         num_cpus=settings.total_cpus,
         object_store_memory=OBJECT_STORE_BYTES,
         include_dashboard=True,
