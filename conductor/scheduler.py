@@ -34,7 +34,7 @@ from conductor.config import Settings
 from conductor.db.lease import SchedulerLease
 from conductor.db.repository import JobRepository, NodeInfo, Outcome, Start
 from conductor.db.session import make_engine
-from conductor.exceptions import ConductorError, ServiceUnavailable
+from conductor.exceptions import ConductorError, SchedulerBusy, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,7 @@ class Scheduler:
         self._down_partitions = {p.name for p in settings.partitions if p.state == "DOWN"}
         self._fairshare = priority.FairShare(float(settings.priority_decay_half_life_s))
         self._priorities_at = 0.0  # monotonic time of the last full recomputation
+        self._lease_is_lost = False  # another scheduler took the database: record nothing more
 
     # -- actor methods -------------------------------------------------------------------
 
@@ -135,6 +136,7 @@ class Scheduler:
         engine = make_engine(self._settings.effective_database_url)
         self._lease = SchedulerLease(engine)
         self._lease.acquire()  # before reconciling: another scheduler's RUNNING jobs are not orphans
+        self._lease_is_lost = False
         try:
             self._repo = JobRepository(engine)
             self._consumer = queue.make_consumer(self._settings, engine, f"scheduler-{self._settings.node_name}")
@@ -620,6 +622,9 @@ class Scheduler:
 
     async def _finish(self, job_id: int, outcome: Outcome) -> None:
         running = self._running[job_id]
+        if self._lease_is_lost:  # the rows belong to the scheduler that holds the lease now
+            del self._running[job_id]
+            return
         if running.on_end == END_CANCEL:  # scancel: CANCELLED with 0:15 whatever the script made of SIGTERM
             outcome = replace(outcome, state=jobs.JobState.CANCELLED, reason=jobs.Reason.NONE, exit_code=0,
                               signal=15)
@@ -676,12 +681,37 @@ class Scheduler:
         while True:
             await asyncio.sleep(NODE_REFRESH_S)
             try:
+                self._lease.verify()
+            except SchedulerBusy:
+                self._lease_lost()
+                return
+            except Exception as exc:  # the database is down: the lease is checked again next time
+                log.warning("could not check the scheduler lease: %s", exc)
+            try:
                 if self._refresh_nodes():
                     self._request_pass()
             except ConductorError as exc:
                 log.warning("node refresh failed: %s", exc)
             except Exception:  # a GCS hiccup must not end node discovery for good
                 log.exception("node refresh failed")
+
+    def _lease_lost(self) -> None:
+        """Another scheduler holds the database now: stop dispatching and end this one's tasks.
+
+        Their rows are the other scheduler's to reconcile (requeue or NODE_FAIL); nothing more is
+        recorded from here, so no job is recorded twice.
+        """
+        log.critical("the scheduler lease was lost to another scheduler: stopping, cancelling %d running tasks",
+                     len(self._running))
+        self._stopping = self._lease_is_lost = True
+        for task in self._tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        for running in self._running.values():
+            running.on_end = END_STOP
+            if running.ref is not None:
+                ray.cancel(running.ref)
+        self._started = False
 
     def _refresh_nodes(self) -> bool:
         """Compare Ray's alive nodes with ours; record and report a change; fail jobs of nodes that left."""

@@ -64,6 +64,30 @@ class SchedulerLease:
         handle.flush()
         return handle
 
+    def verify(self) -> None:
+        """Check the lease is still held; take it again if the server dropped its connection.
+
+        PostgreSQL ends the advisory lock with the connection that held it (a restart, or
+        pg_terminate_backend).  Called every few seconds by the scheduler: a dropped lock is
+        re-taken at once; if another scheduler took it meanwhile, this raises SchedulerBusy and
+        the caller must stop working on the database.  Database errors propagate (the lock may
+        be fine; the caller retries).
+        """
+        held = self._held
+        if not isinstance(held, Connection):
+            return  # a flock lasts as long as this process, and so does the SQLite file's host
+        try:
+            alive = held.execute(text("SELECT 1")).scalar() == 1
+            held.commit()
+        except Exception:  # the connection is gone, and its lock with it
+            alive = False
+        if alive:
+            return
+        with contextlib.suppress(Exception):
+            held.invalidate()
+        self._held = None
+        self.acquire()  # SchedulerBusy if another scheduler has it now
+
     def release(self) -> None:
         held, self._held = self._held, None
         if held is None or held is True:
