@@ -192,7 +192,7 @@ class JobService:
         if spec.nodes < 1:
             raise InvalidJobSpec("nodes", "must be at least 1")
         if spec.gpus_per_node < 0:
-            raise InvalidJobSpec("gpus", "must not be negative")
+            raise InvalidJobSpec("gpus_per_node", "must not be negative")
         self._check_partition_limits(spec, self._partition(spec.partition))
         if not os.path.isabs(spec.working_dir):
             raise InvalidJobSpec("current_working_directory", f"{spec.working_dir!r} is not an absolute path")
@@ -275,8 +275,8 @@ class JobService:
                                           f"{partition.name} has {len(holders)} of {len(nodes)} live nodes that can")
         largest_gpus = max(node.total_gpus for node in nodes)
         if spec.gpus_per_node > largest_gpus:
-            raise InvalidJobSpec("gpus", f"the job needs {spec.gpus_per_node} GPUs per node but the largest node of "
-                                         f"partition {partition.name} has {largest_gpus}")
+            raise InvalidJobSpec("gpus_per_node", f"the job needs {spec.gpus_per_node} GPUs per node but the "
+                                                  f"largest node of partition {partition.name} has {largest_gpus}")
         largest_cpus = max(node.total_cpus for node in nodes)
         if spec.total_cpus > largest_cpus:
             raise InvalidJobSpec(

@@ -17,8 +17,10 @@ Translation decisions (``_translate`` and ``_Builder``):
 * ``memory_per_node`` and ``memory_per_cpu`` are megabytes (``memory_per_cpu`` x CPUs of the job
   gives conductor's memory per node); both at once, or an infinite value, is refused.
 * ``time_limit`` is minutes; infinite or 0 means no limit.
-* ``tasks``/``tasks_per_node`` become conductor's tasks on its one node; a job that needs more
-  than one node (``nodes``, ``minimum_nodes`` > 1, tasks != tasks_per_node) is refused.
+* ``minimum_nodes`` (else the low end of ``nodes``, "2" or "2-4") is the job's node count;
+  ``tasks`` are spread over the nodes (``tasks_per_node``, else tasks / nodes rounded up), and
+  tasks with tasks_per_node but no node count need tasks / tasks_per_node nodes, as in Slurm.
+  ``tres_per_node`` ``gres/gpu:N`` (or ``gres/gpu:TYPE:N``) is GPUs per node; other TRES are refused.
   ``ntasks`` (used by Slurm's older quick-start example) is read as ``tasks``, with a warning.
 * ``priority`` ``{"set": true, "number": 0}`` holds the job, as in Slurm (a warning says so).
 * ``environment`` is Slurm's list of ``KEY=VALUE`` strings (an object is accepted too).  An entry
@@ -337,7 +339,7 @@ class _Builder:
         return entries
 
     def tasks(self) -> None:
-        """CPUs, tasks and nodes: conductor runs all of a job's tasks on one node."""
+        """CPUs, tasks, nodes (minimum_nodes, or the low end of nodes "N-M") and GPUs (tres_per_node)."""
         self.put("cpus_per_task", _finite(self.take("cpus_per_task"), self.path("cpus_per_task"), bits=16),
                  "cpus_per_task")
         tasks, tasks_name = _finite(self.take("tasks"), self.path("tasks")), "tasks"
@@ -349,15 +351,20 @@ class _Builder:
                                                    f"{self.version}; "
                                                    f"{'read as tasks' if tasks_name == 'ntasks' else 'tasks used'}")
         per_node = _finite(self.take("tasks_per_node"), self.path("tasks_per_node"), bits=16)
-        if tasks is not None and per_node is not None and tasks != per_node:
-            raise _bad(self.path(tasks_name), f"{tasks} tasks at {per_node} per node need more than one node; "
-                                              "conductor runs every job on one node (give tasks = tasks_per_node)")
-        if per_node is not None:
-            self.put("ntasks_per_node", per_node, "tasks_per_node")
+        nodes, nodes_name = _node_count(self.take("nodes"), self.take("minimum_nodes"), self.path)
+        self.handled.add("maximum_nodes")  # conductor allocates the minimum
+        if nodes is None and tasks is not None and per_node is not None:
+            nodes = -(-tasks // per_node)  # Slurm spreads tasks over as many nodes as they need
+            nodes_name = tasks_name
+        if tasks is not None and per_node is not None and tasks != per_node * (nodes or 1):
+            raise _bad(self.path(tasks_name), f"{tasks} tasks is not tasks_per_node {per_node} x {nodes or 1} nodes")
+        if per_node is None and tasks is not None:
+            per_node = -(-tasks // (nodes or 1))
+            self.put("ntasks_per_node", per_node, tasks_name)
         else:
-            self.put("ntasks_per_node", tasks, tasks_name)
-        _check_one_node(self.take("nodes"), self.take("minimum_nodes"), self.path)
-        self.handled.add("maximum_nodes")  # any maximum allows one node
+            self.put("ntasks_per_node", per_node, "tasks_per_node")
+        self.put("nodes", nodes, nodes_name)
+        self.put("gpus_per_node", _gpus(self.take("tres_per_node"), self.path("tres_per_node")), "tres_per_node")
 
     def memory(self) -> None:
         """Megabytes per node, or per CPU (times the job's CPUs)."""
@@ -438,18 +445,33 @@ def _validation_error(exc: ValidationError, fields: dict[str, str], path: Callab
     return _bad(where, str(first.get("msg", "invalid")).removeprefix("Value error, "))
 
 
-def _check_one_node(nodes: Any, minimum: Any, path: Callable[[str], str]) -> None:
+def _node_count(nodes: Any, minimum: Any, path: Callable[[str], str]) -> tuple[int | None, str]:
+    """How many nodes the job gets: minimum_nodes, else the low end of nodes ("2" or "2-4")."""
     least = _finite(minimum, path("minimum_nodes"))
-    if least is not None and least > 1:
-        raise _bad(path("minimum_nodes"), f"{least} nodes: conductor runs every job on one node")
+    if least is not None and least >= 1:
+        return least, "minimum_nodes"
     if nodes is None or nodes == "":
-        return
+        return None, "nodes"
     text = str(nodes) if isinstance(nodes, int) and not isinstance(nodes, bool) else nodes
     match = _NODES.match(text) if isinstance(text, str) else None
-    if not match:
+    if not match or int(match.group(1)) < 1:
         raise _bad(path("nodes"), f"{nodes!r} is not a node count such as 1 or 1-4")
-    if int(match.group(1)) > 1:
-        raise _bad(path("nodes"), f"{nodes!r}: conductor runs every job on one node")
+    return int(match.group(1)), "nodes"
+
+
+def _gpus(tres: Any, where: str) -> int | None:
+    """tres_per_node "gres/gpu:2" (or "gres:gpu:2", "gres/gpu:a100:2") -> 2; other TRES are refused."""
+    if tres is None or tres == "":
+        return None
+    if not isinstance(tres, str):
+        raise _bad(where, "expected a string such as gres/gpu:2")
+    count = None
+    for item in tres.split(","):
+        parts = item.replace("gres/", "gres:", 1).split(":")
+        if parts[:2] != ["gres", "gpu"] or len(parts) not in (3, 4) or not parts[-1].isdigit():
+            raise _bad(where, f"{item!r}: only gres/gpu:N (or gres/gpu:TYPE:N) is supported")
+        count = int(parts[-1])
+    return count
 
 
 def _memory_per_cpu(value: int | str, cpus_per_task: Any, ntasks: Any, where: str) -> int:

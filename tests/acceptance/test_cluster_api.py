@@ -70,7 +70,7 @@ def test_configured_partitions_show_their_nodes_limits_and_refuse_what_they_do_n
                 ({"partition": "nope"}, "partition", "'nope' is not a partition (known: batch, gpu, maint)"),
                 ({"time_limit": "3:00:00"}, "time_limit", "exceeds the MaxTime of partition batch"),
                 ({"cpus_per_task": 17}, "cpus_per_task", "allows 16 per job"),
-                ({"partition": "gpu", "gpus_per_node": 3}, "gpus", "largest node of partition gpu has 2"),
+                ({"partition": "gpu", "gpus_per_node": 3}, "gpus_per_node", "largest node of partition gpu has 2"),
                 ({"partition": "gpu", "nodes": 2}, "nodes", "needs 2 nodes")):
             refused = submit(**fields)
             assert refused.status_code == 422, refused.text

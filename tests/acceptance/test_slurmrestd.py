@@ -255,9 +255,9 @@ _OK_JOB = {"name": "bad", "current_working_directory": "/tmp", "script": "#!/bin
     ({"cpus_per_task": 33}, "#/job/cpus_per_task", "largest node has 32"),
     ({"cpus_per_task": True}, "#/job/cpus_per_task", "not true or false"),
     ({"tasks_per_node": 40}, "#/job/cpus_per_task", "needs 40 CPUs"),  # the service names cpus_per_task
-    ({"tasks": 4, "tasks_per_node": 2}, "#/job/tasks", "one node"),
-    ({"nodes": "2-4"}, "#/job/nodes", "one node"),
-    ({"minimum_nodes": 3}, "#/job/minimum_nodes", "one node"),
+    ({"tasks": 5, "tasks_per_node": 2, "minimum_nodes": 2}, "#/job/tasks", "is not tasks_per_node 2 x 2 nodes"),
+    ({"nodes": "many"}, "#/job/nodes", "is not a node count"),
+    ({"tres_per_node": "gres/fpga:1"}, "#/job/tres_per_node", "only gres/gpu:N"),
     ({"environment": ["NOEQUALS"]}, "#/job/environment", "not KEY=VALUE"),
     ({"environment": "PATH=/bin"}, "#/job/environment", ""),
     ({"current_working_directory": "relative/dir"}, "#/job/current_working_directory", "not an absolute path"),
@@ -406,3 +406,25 @@ def test_running_job_shows_its_expected_end() -> None:
     info = slurm.job_info(running)
     assert info["exit_code"]["status"] == ["PENDING"]
     assert info["end_time"]["number"] - info["start_time"]["number"] == 90
+
+
+@pytest.mark.parametrize(("fields", "layout"), [
+    ({"tasks": 4, "tasks_per_node": 2}, (2, 2, 0)),
+    ({"minimum_nodes": 2, "maximum_nodes": 4, "tasks": 6}, (2, 3, 0)),
+    ({"nodes": "3-4", "tres_per_node": "gres/gpu:2"}, (3, 1, 2)),
+    ({"tres_per_node": "gres:gpu:a100:1"}, (1, 1, 1)),
+])
+def test_nodes_tasks_and_gpus_map_as_slurm_lays_them_out(client: TestClient, fields: dict,
+                                                         layout: tuple[int, int, int]) -> None:
+    from conductor.db.repository import NodeInfo
+
+    client.service.repository.replace_nodes(  # type: ignore[attr-defined]
+        [NodeInfo(f"n{i}", f"ray-n{i}", 8, 16384, 2, {}, True) for i in range(1, 4)])
+    body = {"job": {"name": "spread", "current_working_directory": "/tmp", "script": "#!/bin/bash\ntrue", **fields}}
+    resp = _submit(client, body)
+    assert resp["warnings"] == [], resp
+    spec = client.service.get(resp["job_id"]).spec  # type: ignore[attr-defined]
+    assert (spec.nodes, spec.ntasks_per_node, spec.gpus_per_node) == layout
+    job = _job(client, resp["job_id"])
+    assert job["node_count"]["number"] == layout[0]
+    assert job["tres_per_node"] == (f"gres/gpu:{layout[2]}" if layout[2] else "")

@@ -119,7 +119,7 @@ def test_submit_refuses_unknown_partitions_and_jobs_no_node_of_the_partition_hol
     assert too_big.value.field == "cpus_per_task" and "largest node has 8" in too_big.value.reason
     with pytest.raises(InvalidJobSpec) as no_gpu:
         service.submit(spec("true", partition="batch", gpus_per_node=1, working_dir=str(tmp_path)))
-    assert no_gpu.value.field == "gpus"
+    assert no_gpu.value.field == "gpus_per_node"
     with pytest.raises(InvalidJobSpec) as three:
         service.submit(spec("true", partition="batch", nodes=3, working_dir=str(tmp_path)))
     assert three.value.field == "nodes"
