@@ -33,6 +33,7 @@ class ManagedScheduler:
         self.settings = settings
         self.handle: Any = None
         self.owner = False
+        self._stopping: Any = None  # the ObjectRef of the actor's stop(), once begun
 
     def ensure(self) -> dict:
         """Get or create the actor and make sure it is started; returns its description."""
@@ -49,11 +50,21 @@ class ManagedScheduler:
             self.handle = scheduler.get_or_create(self.settings)
         return scheduler.start(self.handle)
 
-    def stop_dispatching(self) -> None:
-        """Owner: tell the actor to start no more jobs (does not wait; safe in a signal handler)."""
-        if self.owner and self.handle is not None:
-            with contextlib.suppress(Exception):
-                self.handle.stop_dispatching.remote()
+    def begin_stop(self) -> None:
+        """Owner: start stopping the actor now, without waiting (safe in a signal handler).
+
+        The actor stops reading the queue and dispatching at once, then ends running jobs as
+        SHUTDOWN_RUNNING_JOBS says; it gets there even if this process dies meanwhile, and is
+        then unstarted (a later ``start`` boots it again).  ``release`` waits for it.
+        """
+        if not self.owner or self.handle is None or self._stopping is not None:
+            return
+        with contextlib.suppress(Exception):  # shutting down anyway; release reports it
+            self._stopping = self.handle.stop.remote(*self._stop_args())
+
+    def _stop_args(self) -> tuple[str, float]:
+        mode = self.settings.shutdown_running_jobs
+        return mode, (self.settings.shutdown_wait_s if mode == "wait" else 0.0)
 
     def release(self) -> None:
         """Owner: stop the actor (running jobs end as SHUTDOWN_RUNNING_JOBS says) and remove it.
@@ -61,15 +72,15 @@ class ManagedScheduler:
         Others: nothing (the owner, or Ray, stops it)."""
         if not self.owner or self.handle is None:
             return
-        mode, wait_s = self.settings.shutdown_running_jobs, self.settings.shutdown_wait_s
+        self.begin_stop()
+        mode, wait_s = self._stop_args()
         if mode == "wait":
             typer.echo(f"Stopping the scheduler: no new jobs start; waiting up to {wait_s:g} s for running jobs, "
                        "then requeueing the rest ...", err=True)
         else:
             typer.echo("Stopping the scheduler: no new jobs start; running jobs are requeued ...", err=True)
-        wait_s = wait_s if mode == "wait" else 0.0
         try:
-            ray.get(self.handle.stop.remote(mode, wait_s), timeout=wait_s + self.settings.kill_wait_s + 30)
+            ray.get(self._stopping, timeout=wait_s + self.settings.kill_wait_s + 30)
         except Exception as exc:  # shutting down anyway
             typer.echo(f"scheduler did not stop cleanly: {exc}", err=True)
         finally:
@@ -193,22 +204,24 @@ def run_up(settings: Settings) -> None:
     try:
         server = uvicorn.Server(uvicorn.Config(create_app(settings, check_ray=True), host=settings.api_host,
                                                port=settings.api_port, log_level=settings.log_level.lower()))
-        server.handle_exit = _first_stop_dispatching(managed, server.handle_exit)
+        server.handle_exit = _stopping_first(managed, stop, server.handle_exit)
         server.run()
     finally:
         stop.set()
         shutdown(settings, ray_connection, managed)
 
 
-def _first_stop_dispatching(managed: ManagedScheduler, handle_exit: Callable[[int, Any], None]) -> Callable:
-    """uvicorn's signal handler, preceded by telling the scheduler to start no more jobs.
+def _stopping_first(managed: ManagedScheduler, supervisor_stop: threading.Event,
+                    handle_exit: Callable[[int, Any], None]) -> Callable:
+    """uvicorn's signal handler, preceded by stopping the supervisor and beginning the scheduler's stop.
 
     uvicorn stops listening at once but returns only once its open requests end; without
     this, pending jobs would still start in the meantime.
     """
 
     def handle(signum: int, frame: Any) -> None:
-        managed.stop_dispatching()
+        supervisor_stop.set()  # it must not start the scheduler again once it has stopped
+        managed.begin_stop()
         handle_exit(signum, frame)
 
     return handle

@@ -183,17 +183,6 @@ class Scheduler:
             await self._idle.wait()
         return self.describe()
 
-    async def stop_dispatching(self) -> dict:
-        """Take no new work: stop reading the queue and running passes; running jobs go on.
-
-        The first step of a shutdown (``stop`` does it too), sent as soon as the signal
-        arrives so that nothing starts while the API finishes its requests.
-        """
-        self._stopping = True
-        for task in self._tasks:
-            task.cancel()
-        return self.describe()
-
     async def stop(self, running_jobs: str = "requeue", wait_s: float = 0.0) -> dict:
         """Stop consuming and dispatching, then end running jobs as ``running_jobs`` says.
 
