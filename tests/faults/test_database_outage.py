@@ -81,7 +81,7 @@ def test_scheduler_lease_is_retaken_after_its_connection_is_dropped(settings_fac
     try:
         dropped: list[int] = []
         _drop_connections(settings.database_url, 1, 0.0, dropped)
-        assert dropped == [1], dropped  # the holder's lock connection
+        assert dropped and dropped[0] >= 1, dropped  # the holder's lock connection (and any idle other)
         holder.verify()
         with pytest.raises(SchedulerBusy):
             other.acquire()
