@@ -41,7 +41,7 @@ from pathlib import Path
 
 import ray
 
-from conductor import executor, jobs, scheduler
+from conductor import executor, jobs, policy, scheduler
 from conductor.config import Settings
 from conductor.service import JobService
 
@@ -101,6 +101,37 @@ def burst(count: int, seed: int, margin_s: float) -> list[Work]:
 
 def ideal_s(work: list[Work]) -> float:
     return max(sum(w.cpus * w.sleep_s for w in work) / NODE_CPUS, max(w.sleep_s for w in work))
+
+
+def simulate(work: list[Work], backfill: bool, kill_wait_s: float, size_weight: int, lag_s: float = 0.0) -> float:
+    """The makespan conductor's policy alone would reach: plan_pass on a simulated clock.
+
+    Passes run at the burst's arrival and at every job end, as the scheduler's do.  A job
+    holds its CPUs for its sleep plus ``lag_s`` (0: no start-up or finish overhead at all);
+    the expected ends are the scheduler's: start + time limit + KILL_WAIT.  Priorities are
+    the job-size term only (the others are equal for jobs submitted together).
+    """
+    pending = [policy.Candidate(job_id=i, partition="", cpus=w.cpus, memory_mb=w.cpus * MEMORY_PER_CPU_MB,
+                                priority=round(size_weight * w.cpus / NODE_CPUS), submit_order=0.0,
+                                time_limit_s=w.time_limit_s) for i, w in enumerate(work)]
+    pending.sort(key=policy.order_key)
+    running: dict[int, tuple[float, float]] = {}  # job -> (start, end)
+    now_s = makespan_s = 0.0
+    while pending:
+        node = policy.NodeSlot("n", "n", NODE_CPUS, NODE_MEMORY_MB,
+                               used_cpus=sum(work[i].cpus for i in running),
+                               used_memory_mb=sum(work[i].cpus * MEMORY_PER_CPU_MB for i in running))
+        busy = [policy.Busy("n", work[i].cpus, work[i].cpus * MEMORY_PER_CPU_MB,
+                            end_s=start + work[i].time_limit_s + kill_wait_s) for i, (start, _) in running.items()]
+        plan = policy.plan_pass(pending, [node], 64 - len(running), running=busy, now_s=now_s, backfill=backfill)
+        for candidate, _ in plan.starts:
+            running[candidate.job_id] = (now_s, now_s + work[candidate.job_id].sleep_s + lag_s)
+        started = {candidate.job_id for candidate, _ in plan.starts}
+        pending = [c for c in pending if c.job_id not in started]
+        now_s = min(end for _, end in running.values())
+        running = {i: span for i, span in running.items() if span[1] > now_s}
+        makespan_s = max(makespan_s, now_s)
+    return max([makespan_s, *(end for _, end in running.values())])
 
 
 def warm_workers(count: int, budget_s: float = 90.0) -> int:
@@ -257,7 +288,7 @@ def _idle_cpu_s(ran: list[jobs.Job], first_submit_s: float) -> tuple[float, floa
     return waiting, tail
 
 
-def report(work: list[Work], results: list[Result]) -> None:
+def report(work: list[Work], results: list[Result], kill_wait_s: float, size_weight: int) -> None:
     total_cpu_s = sum(w.cpus * w.sleep_s for w in work)
     big = sum(w.cpus >= BIG_CPUS for w in work)
     slack = statistics.fmean(w.time_limit_s - w.sleep_s for w in work)
@@ -285,6 +316,13 @@ def report(work: list[Work], results: list[Result]) -> None:
                  ("idle while jobs waited", r.idle_waiting_cpu_s), ("idle after the last start", r.idle_tail_cpu_s)]
         print(f"{r.mode:8s} node time {capacity:.0f} CPU-s (first submit {r.first_start_s * 1000:.0f} ms before "
               f"the first start): " + ", ".join(f"{name} {value:.0f} ({value / capacity:.1%})" for name, value in parts))
+    for r in results:
+        lag_s = statistics.fmean(r.start_lags_s) + statistics.fmean(r.end_lags_s) if r.start_lags_s else 0.0
+        alone = ideal_s(work) / simulate(work, r.mode == "on", kill_wait_s, size_weight)
+        lagged = ideal_s(work) / simulate(work, r.mode == "on", kill_wait_s, size_weight, lag_s)
+        print(f"{r.mode:8s} the policy alone on a simulated clock: efficiency {alone:.3f} with no overhead, "
+              f"{lagged:.3f} with each job holding its CPUs {lag_s * 1000:.0f} ms longer (this run's mean lags); "
+              f"measured {r.efficiency:.3f}")
     by_mode = {r.mode: r for r in results}
     if "on" in by_mode and "off" in by_mode:
         on, off = by_mode["on"], by_mode["off"]
@@ -310,12 +348,13 @@ def main() -> int:
     if not modes or any(m not in ("on", "off") for m in modes):
         parser.error("--order: a comma-separated list of 'on' and 'off'")
     work = burst(args.jobs, args.seed, args.margin_s)
+    size_weight = Settings.model_fields["priority_weight_job_size"].default if args.size_weight is None \
+        else args.size_weight
     started = time.monotonic()
     load = os.getloadavg()
     print(f"load average at start: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} ({os.cpu_count()} cores); "
           f"node declared {NODE_CPUS} CPUs; seed {args.seed}; KILL_WAIT {args.kill_wait_s:g} s; "
-          f"margin {args.margin_s:g} s; PRIORITY_WEIGHT_JOB_SIZE "
-          f"{Settings.model_fields['priority_weight_job_size'].default if args.size_weight is None else args.size_weight}")
+          f"margin {args.margin_s:g} s; PRIORITY_WEIGHT_JOB_SIZE {size_weight}")
     ray.init(address="local", num_cpus=NODE_CPUS, _memory=NODE_MEMORY_MB * 1024**2, object_store_memory=256 * 1024**2,
              include_dashboard=False, log_to_driver=False)
     results = []
@@ -332,7 +371,7 @@ def main() -> int:
                 failed |= set(result.states) != {jobs.JobState.COMPLETED.value}
     finally:
         ray.shutdown()
-    report(work, results)
+    report(work, results, args.kill_wait_s, size_weight)
     print(f"bench took {time.monotonic() - started:.0f} s")
     if failed:
         print("error: some jobs did not complete (see states)", file=sys.stderr)
