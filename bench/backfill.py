@@ -13,7 +13,11 @@ submit/start/end times:
   * mean wait:   start - submit, over all jobs, and the longest wait of a job of >= 16 CPUs,
   * recorded use: sum of CPUs x (end - start) / (32 x makespan), which counts each job's
     start-up and end overhead as use, and the idle CPU-seconds while some job was still waiting
-    (split into before and after the last start), to tell scheduling gaps from overhead.
+    (split into before and after the last start), to tell scheduling gaps from overhead,
+  * the lags behind that overhead: start_time -> the Ray task began (``ray.timeline()``) ->
+    the script's first line, and its last line -> end_time (the script writes bash's clock),
+  * the policy alone: ``policy.plan_pass`` replayed on a simulated clock, with no overhead and
+    with the run's mean lag per job, to tell the policy's losses from the runtime's.
 
 Each mode gets its own SQLite database, state dir and Ray namespace, and its own scheduler
 actor (stopped and killed after it), in the same Ray instance: the worker processes warmed
@@ -48,6 +52,7 @@ from conductor.service import JobService
 NODE_CPUS = 32
 NODE_MEMORY_MB = 64 * 1024
 MEMORY_PER_CPU_MB = 512
+WORKER_CONCURRENCY = 64  #: more than the node can run at once: never the limit
 BIG_CPUS = 16  #: "a large job" for the longest-wait figure
 #: The job: bash's own clock (a builtin, no extra process) before and after the sleep.
 SCRIPT = "#!/bin/bash\necho $EPOCHREALTIME\nsleep {sleep_s}\necho $EPOCHREALTIME\n"
@@ -123,7 +128,7 @@ def simulate(work: list[Work], backfill: bool, kill_wait_s: float, size_weight: 
                                used_memory_mb=sum(work[i].cpus * MEMORY_PER_CPU_MB for i in running))
         busy = [policy.Busy("n", work[i].cpus, work[i].cpus * MEMORY_PER_CPU_MB,
                             end_s=start + work[i].time_limit_s + kill_wait_s) for i, (start, _) in running.items()]
-        plan = policy.plan_pass(pending, [node], 64 - len(running), running=busy, now_s=now_s, backfill=backfill)
+        plan = policy.plan_pass(pending, [node], WORKER_CONCURRENCY - len(running), running=busy, now_s=now_s, backfill=backfill)
         for candidate, _ in plan.starts:
             running[candidate.job_id] = (now_s, now_s + work[candidate.job_id].sleep_s + lag_s)
         started = {candidate.job_id for candidate, _ in plan.starts}
@@ -164,7 +169,8 @@ def run_mode(mode: str, work: list[Work], workdir: Path, kill_wait_s: float, tim
     home = workdir / mode
     home.mkdir()
     settings = Settings(database_url=f"sqlite:///{home / 'bench.db'}", state_dir=home / "state",
-                        ray_namespace=f"bench-backfill-{mode}-{uuid.uuid4().hex[:6]}", worker_concurrency=64,
+                        ray_namespace=f"bench-backfill-{mode}-{uuid.uuid4().hex[:6]}",
+                        worker_concurrency=WORKER_CONCURRENCY,
                         kill_wait_s=kill_wait_s, scheduler_backfill=(mode == "on"),
                         **({} if size_weight is None else {"priority_weight_job_size": size_weight}))
     service = JobService.from_settings(settings)
