@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from conductor import orphans
+
 #: Variables of the worker's own environment a job gets when it does not set them.
 BASE_ENVIRONMENT_KEYS = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ", "TMPDIR")
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -75,18 +77,26 @@ def warm_up(hold_s: float) -> int:
 
 
 def run_job(request: RunRequest) -> RunResult:
-    """Run one job attempt to its end and report how it ended."""
+    """Run one job attempt to its end and report how it ended.
+
+    A cancel (Ray raises it inside this function) may land anywhere, even inside Popen after
+    the fork, before this function knows the child's pid: then the attempt's processes are
+    found by their environment and output file (conductor.orphans) and killed, so nothing
+    outlives the attempt (invariant 6).
+    """
     spool = tempfile.mkdtemp(prefix=f"conductor-job{request.job_id}-")
+    process: subprocess.Popen | None = None
     try:
         try:
             process = _launch(request, spool)
         except OSError as exc:
             return RunResult(launch_error=f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
-        try:
-            return _supervise(process, request)
-        except BaseException:  # e.g. a cancel landing before supervision began: leave nothing behind
+        return _supervise(process, request)
+    except BaseException:  # e.g. a cancel landing before supervision began: leave nothing behind
+        if process is not None:
             _kill_group(process.pid, signal.SIGKILL)
-            raise
+        orphans.reap(request.job_id, (request.stdout_path, request.stderr_path), timeout_s=1.0)
+        raise
     finally:
         shutil.rmtree(spool, ignore_errors=True)
 
