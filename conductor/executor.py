@@ -30,6 +30,8 @@ from conductor import orphans
 #: Variables of the worker's own environment a job gets when it does not set them.
 BASE_ENVIRONMENT_KEYS = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ", "TMPDIR")
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+#: After an interrupted attempt, how long to keep looking for a child still between fork and exec.
+LAUNCH_SETTLE_S = 0.5
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
@@ -95,7 +97,13 @@ def run_job(request: RunRequest) -> RunResult:
     except BaseException:  # e.g. a cancel landing before supervision began: leave nothing behind
         if process is not None:
             _kill_group(process.pid, signal.SIGKILL)
-        orphans.reap(request.job_id, (request.stdout_path, request.stderr_path), timeout_s=1.0)
+        # A child caught between fork and exec does not show the job's environment yet: look again.
+        settle = time.monotonic() + LAUNCH_SETTLE_S
+        while True:
+            orphans.reap(request.job_id, (request.stdout_path, request.stderr_path), timeout_s=1.0)
+            if time.monotonic() > settle:
+                break
+            time.sleep(0.05)
         raise
     finally:
         shutil.rmtree(spool, ignore_errors=True)
