@@ -30,7 +30,7 @@ from tests.helpers import AllocationSampler, pid_alive, ray_used_by_node_nonzero
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
 CONCURRENCY = 3
-MAX_EXAMPLES, STEPS = 15, 15
+MAX_EXAMPLES, STEPS = 10, 15
 #: Longest wait for a quiet moment (every allocated job's script started a while ago, none ending).
 SETTLE_S = 30
 
