@@ -68,11 +68,11 @@ def test_dropped_database_connections_mid_run_api_and_scheduler_recover(settings
           f"connections dropped per round: {dropped}")
 
 
-def test_scheduler_lease_is_retaken_after_its_connection_is_dropped(settings_factory) -> None:
-    """The server ends the lock's connection: verify() (the scheduler calls it every 2 s) takes it again."""
+@pytest.fixture
+def two_leases(settings_factory):  # noqa: ANN001, ANN201
+    """A lease held by one scheduler whose lock connection the server has just ended, and another's."""
     from conductor.db.lease import SchedulerLease
     from conductor.db.session import make_engine
-    from conductor.exceptions import SchedulerBusy
 
     settings = settings_factory("postgres-redis")
     holder_engine, other_engine = make_engine(settings.database_url), make_engine(settings.database_url)
@@ -82,9 +82,7 @@ def test_scheduler_lease_is_retaken_after_its_connection_is_dropped(settings_fac
         dropped: list[int] = []
         _drop_connections(settings.database_url, 1, 0.0, dropped)
         assert dropped and dropped[0] >= 1, dropped  # the holder's lock connection (and any idle other)
-        holder.verify()
-        with pytest.raises(SchedulerBusy):
-            other.acquire()
+        yield holder, other
     finally:
         other.release()
         holder.release()
@@ -92,26 +90,23 @@ def test_scheduler_lease_is_retaken_after_its_connection_is_dropped(settings_fac
         other_engine.dispose()
 
 
-def test_a_scheduler_whose_lease_was_taken_meanwhile_learns_it(settings_factory) -> None:
-    from conductor.db.lease import SchedulerLease
-    from conductor.db.session import make_engine
+def test_scheduler_lease_is_retaken_after_its_connection_is_dropped(two_leases) -> None:
+    """The server ends the lock's connection: verify() (the scheduler calls it every 2 s) takes it again."""
     from conductor.exceptions import SchedulerBusy
 
-    settings = settings_factory("postgres-redis")
-    holder_engine, other_engine = make_engine(settings.database_url), make_engine(settings.database_url)
-    holder, other = SchedulerLease(holder_engine), SchedulerLease(other_engine)
-    holder.acquire()
-    try:
-        dropped: list[int] = []
-        _drop_connections(settings.database_url, 1, 0.0, dropped)
-        other.acquire()  # in the gap before the holder's next check
-        with pytest.raises(SchedulerBusy):
-            holder.verify()
-    finally:
-        other.release()
-        holder.release()
-        holder_engine.dispose()
-        other_engine.dispose()
+    holder, other = two_leases
+    holder.verify()
+    with pytest.raises(SchedulerBusy):
+        other.acquire()
+
+
+def test_a_scheduler_whose_lease_was_taken_meanwhile_learns_it(two_leases) -> None:
+    from conductor.exceptions import SchedulerBusy
+
+    holder, other = two_leases
+    other.acquire()  # in the gap before the holder's next check
+    with pytest.raises(SchedulerBusy):
+        holder.verify()
 
 
 def test_api_answers_503_with_retry_after_while_the_database_is_unreachable(settings_factory, tmp_path) -> None:
