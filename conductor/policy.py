@@ -14,8 +14,8 @@ reservation at the earliest time its nodes will be free, computed from the expec
 (start + time limit) of running jobs, of jobs started in this pass and of the reservations
 made before it.  A lower job starts now only if it fits beside every reservation for its
 whole time limit, so it can never delay a higher job.  Only the first ``reserve_depth``
-blocked jobs get reservations (Slurm's bf_max_job_test); lower ones start only if they fit
-now beside those.
+blocked jobs get reservations (Slurm's bf_max_job_test); once they are made, the lower jobs
+of a partition with a waiting job are not tested this pass (reason Priority).
 
 A job no set of live nodes of its partition could ever hold does not block anyone
 (PartitionConfig).  Times are seconds on one clock (``now_s``); None means "no end".
@@ -168,7 +168,9 @@ def plan_pass(pending: Sequence[Candidate], nodes: Sequence[NodeSlot], free_slot
         if job.array_max_running is not None and array_running.get(job.array_job_id, 0) >= job.array_max_running:
             plan.reasons[job.job_id] = Reason.ARRAY_TASK_LIMIT
             continue
-        if not backfill and job.partition in blocked:
+        if job.partition in blocked and (not backfill or reserved >= reserve_depth):
+            # Without backfill a waiting job blocks the rest of its partition; with it, past
+            # reserve_depth the rest are not tested (Slurm's bf_max_job_test), keeping a pass cheap.
             plan.reasons[job.job_id] = Reason.PRIORITY
             continue
         duration_s = _FOREVER if job.time_limit_s is None else float(job.time_limit_s)

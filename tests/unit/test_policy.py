@@ -294,3 +294,14 @@ def test_reserve_depth_bounds_the_reservations_made() -> None:
     plan = plan_pass(pending, [n], 10, running=[Busy("ray-n", 4, 0, end_s=5.0)], now_s=0.0, backfill=True,
                      reserve_depth=2)
     assert sorted(plan.expected_start_s) == [1, 2]
+
+
+def test_past_the_reserve_depth_lower_jobs_of_a_blocked_partition_are_not_tested() -> None:
+    n = node("n", 4, 0, used_cpus=3)
+    pending = [timed(1, 4, 10), timed(2, 4, 10), timed(3, 1, 1)]  # job 3 would fit now and end in time
+    plan = plan_pass(pending, [n], 10, running=[Busy("ray-n", 3, 0, end_s=5.0)], now_s=0.0, backfill=True,
+                     reserve_depth=1)
+    assert plan.starts == [] and plan.reasons == {1: Reason.RESOURCES, 2: Reason.PRIORITY, 3: Reason.PRIORITY}
+    deeper = plan_pass(pending, [node("n", 4, 0, used_cpus=3)], 10, running=[Busy("ray-n", 3, 0, end_s=5.0)],
+                       now_s=0.0, backfill=True, reserve_depth=3)  # both reserved, then job 3 tested
+    assert started(deeper) == [(3, "n")]
