@@ -15,7 +15,7 @@ from conductor.config import Settings
 from conductor.db.repository import JobRepository
 from conductor.db.session import make_engine, migrate
 from conductor.service import JobService
-from tests.helpers import wait_for
+from tests.helpers import free_port, wait_for
 
 PG_ADMIN_URL = os.environ.get("CONDUCTOR_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 REDIS_TEST_URL = os.environ.get("CONDUCTOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
@@ -134,15 +134,6 @@ def repository(service: JobService) -> JobRepository:
 RAY_HEALTH_CHECK = {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}
 
 
-def _free_port() -> int:
-    """A TCP port nothing listens on now (Ray's dashboard would otherwise insist on 8265)."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def ray_local_cluster() -> Iterator[object]:
     """One local Ray for the whole session, as a ``ray.cluster_utils.Cluster``: its head is a
@@ -154,7 +145,7 @@ def ray_local_cluster() -> Iterator[object]:
 
     cluster = Cluster(initialize_head=True, head_node_args=dict(
         num_cpus=RAY_NODE_CPUS, memory=RAY_NODE_MEMORY_MB * 1024 * 1024, object_store_memory=OBJECT_STORE_BYTES,
-        include_dashboard=True, dashboard_port=_free_port(), node_name="testnode", _system_config=RAY_HEALTH_CHECK))
+        include_dashboard=True, dashboard_port=free_port(), node_name="testnode", _system_config=RAY_HEALTH_CHECK))
     ray.init(address=cluster.address, namespace="conductor-tests", log_to_driver=False)
     yield cluster
     ray.shutdown()

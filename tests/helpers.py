@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -23,6 +24,23 @@ def wait_for(predicate: Callable[[], T], timeout_s: float, interval_s: float = 0
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {message or predicate}")
         time.sleep(interval_s)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def api_answers(url: str) -> bool:
+    """Whether the API at ``url`` answers its health check with 200."""
+    import httpx
+
+    try:
+        return httpx.get(f"{url}/api/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def ray_used_by_node() -> dict[str, tuple[float, int]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,15 +17,9 @@ import pytest
 from conductor import jobs
 from conductor.config import Settings
 from conductor.service import JobService
-from tests.helpers import spec, wait_for
+from tests.helpers import api_answers, free_port, spec, wait_for
 
 CONDUCTOR = str(Path(sys.executable).with_name("conductor"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _env(**values: object) -> dict[str, str]:
@@ -43,8 +36,8 @@ def _run(args: list[str], env: dict[str, str], cwd: Path, timeout_s: float = 60)
 def service_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """``conductor up`` on the embedded default (SQLite, embedded queue, a Ray it starts itself)."""
     state = tmp_path_factory.mktemp("up-state")
-    port = _free_port()
-    env = _env(STATE_DIR=state, API_PORT=port, RAY_DASHBOARD_PORT=_free_port(), TOTAL_CPUS=8,
+    port = free_port()
+    env = _env(STATE_DIR=state, API_PORT=port, RAY_DASHBOARD_PORT=free_port(), TOTAL_CPUS=8,
                TOTAL_MEMORY="16G", RAY_NAMESPACE="acceptance-up", KILL_WAIT_S=2, NODE_NAME="upnode")
     env.pop("RAY_ADDRESS", None)
     log = open(state / "up.log", "w")
@@ -52,7 +45,7 @@ def service_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                                start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _healthy(url) or process.poll() is not None, 120, interval_s=0.5)
+        wait_for(lambda: api_answers(url) or process.poll() is not None, 120, interval_s=0.5)
         assert process.poll() is None, (state / "up.log").read_text()
         yield {"url": url, "env": env, "state": state, "process": process}
     finally:
@@ -63,13 +56,6 @@ def service_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
         log.close()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/api/health", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _show(service_up: dict, job_id: int, cwd: Path) -> dict:
@@ -117,7 +103,7 @@ def test_submit_refusals_are_one_line_and_non_zero(service_up: dict, tmp_path: P
         "but the largest node has 8"]
     bad_mem = _run(["submit", "job.sh", "--mem", "8X"], env, tmp_path)
     assert bad_mem.returncode != 0 and bad_mem.stderr.startswith("conductor: error: --mem:")
-    unreachable = _run(["submit", "job.sh"], {**env, "CONDUCTOR_URL": f"http://127.0.0.1:{_free_port()}"}, tmp_path)
+    unreachable = _run(["submit", "job.sh"], {**env, "CONDUCTOR_URL": f"http://127.0.0.1:{free_port()}"}, tmp_path)
     assert unreachable.returncode != 0 and "cannot reach the conductor API" in unreachable.stderr
     assert "Traceback" not in too_big.stderr + bad_mem.stderr + unreachable.stderr
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -26,16 +25,10 @@ from conductor import jobs
 from conductor.auth import TokenStore
 from conductor.db.repository import Outcome, Start
 from conductor.service import JobService
-from tests.helpers import spec, wait_for
+from tests.helpers import api_answers, free_port, spec, wait_for
 
 CONDUCTOR = str(Path(sys.executable).with_name("conductor"))
 COMPLETED = {"state": "COMPLETED", "exit_code": "0:0"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Api:
@@ -71,14 +64,14 @@ def serve(settings_factory: Callable, tmp_path: Path) -> Iterator[Callable[..., 
     def start(**overrides: object) -> Api:
         settings = settings_factory("sqlite-embedded", node_name="n1", **overrides)
         service = JobService.from_settings(settings)
-        port = _free_port()
+        port = free_port()
         server = uvicorn.Server(uvicorn.Config(create_app(settings, service=service), host="127.0.0.1", port=port,
                                                log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         started.append((server, thread, service))
         url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _healthy(url), 30, interval_s=0.05)
+        wait_for(lambda: api_answers(url), 30, interval_s=0.05)
         directory = tmp_path / "work"
         directory.mkdir(exist_ok=True)
         return Api(url, service, directory)
@@ -88,13 +81,6 @@ def serve(settings_factory: Callable, tmp_path: Path) -> Iterator[Callable[..., 
         server.should_exit = True
         thread.join(timeout=10)
         service.close()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/api/health", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _events(response: httpx.Response) -> Iterator[dict]:

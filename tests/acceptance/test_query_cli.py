@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -31,7 +30,7 @@ from conductor.db.models import JobRow
 from conductor.db.repository import Outcome, Start
 from conductor.db.session import make_engine
 from conductor.service import JobService
-from tests.helpers import spec, wait_for
+from tests.helpers import api_answers, free_port, spec, wait_for
 
 CONDUCTOR = str(Path(sys.executable).with_name("conductor"))
 QUEUE_HEADER = ["JOBID", "PARTITION", "NAME", "USER", "ACCOUNT", "ST", "TIME", "CPUS", "PRIORITY", "NODE(REASON)"]
@@ -39,23 +38,17 @@ HISTORY_HEADER = ["JobID", "JobName", "Partition", "Account", "AllocCPUS", "Stat
                   "Elapsed", "CPUTime", "TotalCPU", "MaxRSS"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """The API on a free port, a service on the same SQLite file, and the CLI's environment."""
     state = tmp_path_factory.mktemp("query-state")
     settings = Settings(state_dir=state, database_url=f"sqlite:///{state / 'conductor.db'}", node_name="n1")
-    port = _free_port()
+    port = free_port()
     uv = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _healthy(url), 30, interval_s=0.1)
+    wait_for(lambda: api_answers(url), 30, interval_s=0.1)
     service = JobService.from_settings(settings)
     engine = make_engine(settings.effective_database_url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONDUCTOR_")}
@@ -67,13 +60,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         engine.dispose()
         uv.should_exit = True
         thread.join(timeout=10)
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/api/health", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _conductor(server: dict, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -238,7 +224,7 @@ def test_errors_are_one_line_and_non_zero(server: dict, args: list[str], message
 
 
 def test_an_unreachable_api_is_one_line(server: dict) -> None:
-    env = {**server["env"], "CONDUCTOR_URL": f"http://127.0.0.1:{_free_port()}"}
+    env = {**server["env"], "CONDUCTOR_URL": f"http://127.0.0.1:{free_port()}"}
     result = subprocess.run([CONDUCTOR, "queue"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and result.stderr.startswith("conductor: error: cannot reach the conductor API")
 

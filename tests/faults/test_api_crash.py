@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ from conductor import jobs
 from conductor.config import Settings
 from conductor.service import JobService
 from tests.faults.conftest import kill9, runs_of, wait_until
+from tests.helpers import api_answers, free_port
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(120)]
 
@@ -33,19 +33,6 @@ def _start_api(settings: Settings, port: int) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(_REPO_ROOT)}
     return subprocess.Popen([sys.executable, "-c", _SERVE, settings.model_dump_json(), str(port)], env=env,
                             cwd=_REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/api/health", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 class _Burst:
@@ -81,11 +68,11 @@ def test_api_killed_mid_burst_loses_no_accepted_job_and_half_stores_none(setting
     settings = settings_factory("postgres-redis", worker_concurrency=8)
     service = JobService.from_settings(settings)
     scheduler_factory(settings)  # records the nodes the API checks submissions against
-    port = _free_port()
+    port = free_port()
     api = _start_api(settings, port)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _answers(url), 60, "the API to answer")
+        wait_until(lambda: api_answers(url), 60, "the API to answer")
         script = f'#!/bin/bash\necho "$SLURM_RESTART_COUNT $$ $PPID" >> {tmp_path}/runs-$SLURM_JOB_ID\n'
         burst = _Burst(url, {"job": {"name": "burst", "cpus_per_task": 1,
                                      "current_working_directory": str(tmp_path)}, "script": script})

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -27,7 +26,7 @@ import redis
 from conductor import jobs, queue
 from conductor.service import JobService
 from tests.conftest import RAY_NODE_CPUS, RAY_NODE_MEMORY_MB
-from tests.helpers import AllocationSampler, ray_used_by_node_nonzero, rss_mb, wait_for
+from tests.helpers import AllocationSampler, api_answers, free_port, ray_used_by_node_nonzero, rss_mb, wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
@@ -58,24 +57,11 @@ def api_app():  # noqa: ANN201 - uvicorn --factory entry point, run in the API's
     return create_app(Settings(**json.loads(os.environ[SETTINGS_ENV])))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/api/health", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 class Api:
     """``uvicorn --factory tests.faults.test_load:api_app`` on a free port."""
 
     def __init__(self, settings, log_path: Path) -> None:  # noqa: ANN001
-        port = _free_port()
+        port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         values = dict(database_url=settings.database_url, redis_url=settings.redis_url,
                       ray_namespace=settings.ray_namespace, state_dir=str(settings.state_dir),
@@ -86,7 +72,7 @@ class Api:
             [sys.executable, "-m", "uvicorn", "--factory", "tests.faults.test_load:api_app", "--port", str(port),
              "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env, stdout=self._log,
             stderr=subprocess.STDOUT)
-        wait_for(lambda: _answers(self.url) or self.process.poll() is not None, 60, interval_s=0.2,
+        wait_for(lambda: api_answers(self.url) or self.process.poll() is not None, 60, interval_s=0.2,
                  message="the API to answer")
         assert self.process.poll() is None, log_path.read_text()
 

@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Iterator
 
-import httpx
 import pytest
 
 from conductor import jobs
 from conductor.config import Settings
 from conductor.service import JobService
 from tests.faults.conftest import marked_script, runs_of, wait_until
-from tests.helpers import pid_alive, process_tree, spec, wait_for
+from tests.helpers import api_answers, free_port, pid_alive, process_tree, spec, wait_for
 
 pytestmark = [pytest.mark.timeout(240)]
 
@@ -33,17 +31,11 @@ CONDUCTOR = str(Path(sys.executable).with_name("conductor"))
 EXIT_SLACK_S = 60
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _env(settings: Settings, **values: object) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONDUCTOR_") and k != "RAY_ADDRESS"}
     values = dict(STATE_DIR=settings.state_dir, RAY_NAMESPACE=settings.ray_namespace, NODE_NAME="shutnode",
                   DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url, KILL_WAIT_S=2,
-                  RAY_DASHBOARD_PORT=_free_port(), **values)
+                  RAY_DASHBOARD_PORT=free_port(), **values)
     env.update({f"CONDUCTOR_{k}": str(v) for k, v in values.items()})
     return env
 
@@ -97,13 +89,6 @@ def daemons() -> Iterator[list[Daemon]]:
         daemon.close()
 
 
-def _api_answers(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/api/health", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def _stop_and_check_nothing_left(daemon: Daemon, bound_s: float, job_pids: list[int], before: set[int]) -> None:
     """After SIGTERM: the process exits 0 within ``bound_s``; its jobs' processes and ``before`` (what it had
     started) are gone, and so is anything else in its session."""
@@ -136,14 +121,14 @@ def test_up_sigterm_wait_stops_api_and_dispatch_lets_jobs_finish_requeues_the_re
         settings_factory, tmp_path: Path, daemons: list[Daemon]) -> None:
     """SHUTDOWN_RUNNING_JOBS=wait on `conductor up` (SQLite + embedded queue, a Ray it starts)."""
     settings = settings_factory("sqlite-embedded")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = _env(settings, API_PORT=port, TOTAL_CPUS=4, TOTAL_MEMORY="8G", SHUTDOWN_RUNNING_JOBS="wait",
                SHUTDOWN_WAIT_S=20)
     up = Daemon("up", env, tmp_path / "up")
     daemons.append(up)
     up.wait_started()
-    wait_for(lambda: _api_answers(url), 60, interval_s=0.2, message="the API")
+    wait_for(lambda: api_answers(url), 60, interval_s=0.2, message="the API")
     service = JobService.from_settings(settings)
     finishing, forever = tmp_path / "hold-finishing", tmp_path / "hold-forever"
     finishing.touch()
@@ -156,7 +141,7 @@ def test_up_sigterm_wait_stops_api_and_dispatch_lets_jobs_finish_requeues_the_re
 
     up.process.send_signal(signal.SIGTERM)
     sent = time.monotonic()
-    wait_for(lambda: not _api_answers(url), 15, interval_s=0.1, message="the API to stop listening")
+    wait_for(lambda: not api_answers(url), 15, interval_s=0.1, message="the API to stop listening")
     late = service.submit(spec(marked_script(tmp_path, finishing), name="late", working_dir=str(tmp_path))).id
     assert up.process.poll() is None, "still waiting for its running jobs"
     finishing.unlink()  # the first job now ends by itself, during the wait
