@@ -14,11 +14,13 @@ from conductor.config import Settings
 from conductor.service import JobService
 
 
-def create_app(settings: Settings, *, service: JobService | None = None, check_ray: bool = False) -> FastAPI:
+def create_app(settings: Settings, *, service: JobService | None = None, check_ray: bool = False,
+               follow: stream.FollowTiming | None = None) -> FastAPI:
     """The API for ``settings``; a service is built (and the schema migrated) unless one is given.
 
     ``check_ray``: this process also runs the scheduler (``conductor up``), so health and
-    readiness ask the scheduler actor too.
+    readiness ask the scheduler actor too.  ``follow``: how output followers poll (the defaults
+    unless given).
     """
 
     @contextlib.asynccontextmanager
@@ -36,6 +38,8 @@ def create_app(settings: Settings, *, service: JobService | None = None, check_r
                               "`{\"error\": {\"status\", \"code\", \"message\", \"fields\"}}`.")
     app.state.settings = settings
     app.state.check_ray = check_ray
+    app.state.follow = follow or stream.FollowTiming()
+    app.state.followers = stream.Followers()
     if service is not None:
         app.state.service = service
     errors.install(app)

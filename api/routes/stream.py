@@ -1,8 +1,9 @@
 """``GET /api/jobs/{job_id}/output/follow``: a job's output as Server-Sent Events, like ``tail -f``.
 
-How it follows the file: every ``POLL_S`` (0.25 s) the route stats the output file and reads
+How it follows the file: every ``poll_s`` (0.25 s) the route stats the output file and reads
 what was appended since the last event; the job's state is read from the database at most
-every ``JOB_POLL_S`` (0.5 s).  Polling the size is cheap (one ``stat`` per follower and tick)
+every ``job_poll_s`` (0.5 s).  Both, and the keepalive, are ``FollowTiming``, given to
+``create_app`` (the app keeps it in ``app.state.follow``).  Polling the size is cheap (one ``stat`` per follower and tick)
 and works on the shared file systems (NFS) that jobs of other nodes write to, where inotify
 sees nothing; a follower sees new output within about a quarter of a second.
 
@@ -14,7 +15,7 @@ The wire format (https://html.spec.whatwg.org/multipage/server-sent-events.html)
   UTF-8 character.  A client resumes with ``Last-Event-ID: <id>`` (or ``?offset=<id>``).
 * ``event: truncated``: the file is shorter than the offset (the job was requeued and its
   output started again); the events that follow start from offset 0 (``id: 0``).
-* ``: keepalive``, a comment, after ``KEEPALIVE_S`` (15 s) without an event.
+* ``: keepalive``, a comment, after ``keepalive_s`` (15 s) without an event.
 * ``event: end``, last: ``data: {"state": "COMPLETED", "exit_code": "0:0"}`` once the job is
   in a final state and the file has been sent to its end; then the response ends.
 """
@@ -26,6 +27,7 @@ import logging
 import os
 import stat
 import time
+from dataclasses import dataclass
 from typing import Annotated, AsyncIterator
 
 import anyio
@@ -44,12 +46,24 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
-#: Seconds between two looks at the output file's size.
-POLL_S = 0.25
-#: The job's state is read from the database at most this often (seconds).
-JOB_POLL_S = 0.5
-#: A ``: keepalive`` comment goes out after this many seconds without an event.
-KEEPALIVE_S = 15.0
+
+
+@dataclass(frozen=True)
+class FollowTiming:
+    """How a follower watches a job: its file, its state, and the silence before a keepalive."""
+
+    poll_s: float = 0.25  #: seconds between two looks at the output file's size
+    job_poll_s: float = 0.5  #: the job's state is read from the database at most this often
+    keepalive_s: float = 15.0  #: a ``: keepalive`` comment goes out after this long without an event
+
+
+class Followers:
+    """How many output streams are being followed now (each ends when its client goes)."""
+
+    def __init__(self) -> None:
+        self.active = 0
+
+
 #: Most bytes of output in one event.
 CHUNK_BYTES = 64 * 1024
 MAX_OFFSET = 2**62
@@ -111,10 +125,22 @@ async def follow_output(
 
 async def _events(request: Request, service: JobService, job: jobs.Job, stream: str,
                   offset: int) -> AsyncIterator[str]:
-    """The event stream; ``job`` was read just now, and is read again at most every JOB_POLL_S."""
+    """The event stream, counted among the app's followers while it lasts."""
+    followers: Followers = request.app.state.followers
+    followers.active += 1
+    try:
+        async for event in _follow(request, service, job, stream, offset, request.app.state.follow):
+            yield event
+    finally:
+        followers.active -= 1
+
+
+async def _follow(request: Request, service: JobService, job: jobs.Job, stream: str, offset: int,
+                  timing: FollowTiming) -> AsyncIterator[str]:
+    """The events; ``job`` was read just now, and is read again at most every ``timing.job_poll_s``."""
     job_read_at = last_sent = time.monotonic()
     while not await request.is_disconnected():
-        if time.monotonic() - job_read_at >= JOB_POLL_S:
+        if time.monotonic() - job_read_at >= timing.job_poll_s:
             try:
                 job = await run_in_threadpool(service.get, job.id)
             except JobNotFound:  # purged while followed: nothing more will come
@@ -150,10 +176,10 @@ async def _events(request: Request, service: JobService, job: jobs.Job, stream: 
             yield _event(json.dumps({"state": job.state.value, "exit_code": job.exit_code_text}),
                          event="end", event_id=offset)
             return
-        if time.monotonic() - last_sent >= KEEPALIVE_S:
+        if time.monotonic() - last_sent >= timing.keepalive_s:
             yield ": keepalive\n\n"
             last_sent = time.monotonic()
-        await anyio.sleep(POLL_S)
+        await anyio.sleep(timing.poll_s)
 
 
 def _has_output(job: jobs.Job) -> bool:

@@ -18,14 +18,14 @@ from typing import Callable, Iterator
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from api.app import create_app
 from api.routes import stream
 from conductor import jobs
 from conductor.auth import TokenStore
-from conductor.db.repository import Outcome, Start
 from conductor.service import JobService
-from tests.helpers import api_answers, free_port, spec, wait_for
+from tests.helpers import allocation, api_answers, free_port, spec, wait_for
 
 CONDUCTOR = str(Path(sys.executable).with_name("conductor"))
 COMPLETED = {"state": "COMPLETED", "exit_code": "0:0"}
@@ -34,19 +34,19 @@ COMPLETED = {"state": "COMPLETED", "exit_code": "0:0"}
 class Api:
     """The running server, its URL, and a service on the same database."""
 
-    def __init__(self, url: str, service: JobService, directory: Path) -> None:
-        self.url, self.service, self.directory = url, service, directory
+    def __init__(self, url: str, service: JobService, directory: Path, app: FastAPI) -> None:
+        self.url, self.service, self.directory, self.app = url, service, directory, app
 
     def submit(self, user: str = "tester", **fields: object) -> int:
         return self.service.submit(spec("#!/bin/bash\ntrue\n", user=user, working_dir=str(self.directory),
                                         **fields)).id
 
     def start(self, job_id: int) -> None:
-        assert self.service.repository.start_jobs([Start(job_id, "n1", "ray-n1", 1, 0)]) == {job_id}
+        assert self.service.repository.start_jobs([allocation(job_id, 1, 0)]) == {job_id}
 
     def finish(self, job_id: int, state: jobs.JobState = jobs.JobState.COMPLETED, exit_code: int = 0) -> None:
         reason = jobs.Reason.NONE if state is jobs.JobState.COMPLETED else jobs.Reason.NON_ZERO_EXIT
-        assert self.service.repository.finish_job(job_id, Outcome(state, reason, exit_code))
+        assert self.service.repository.finish_job(job_id, jobs.Ending(state, reason, exit_code=exit_code))
 
     def out(self, job_id: int) -> Path:
         return self.directory / f"conductor-{job_id}.out"
@@ -61,12 +61,12 @@ def serve(settings_factory: Callable, tmp_path: Path) -> Iterator[Callable[..., 
     """Start the API on SQLite (settings overrides as keywords); stopped after the test."""
     started: list[tuple[uvicorn.Server, threading.Thread, JobService]] = []
 
-    def start(**overrides: object) -> Api:
+    def start(follow: stream.FollowTiming | None = None, **overrides: object) -> Api:
         settings = settings_factory("sqlite-embedded", node_name="n1", **overrides)
         service = JobService.from_settings(settings)
         port = free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app(settings, service=service), host="127.0.0.1", port=port,
-                                               log_level="warning"))
+        app = create_app(settings, service=service, follow=follow)
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         started.append((server, thread, service))
@@ -74,7 +74,7 @@ def serve(settings_factory: Callable, tmp_path: Path) -> Iterator[Callable[..., 
         wait_for(lambda: api_answers(url), 30, interval_s=0.05)
         directory = tmp_path / "work"
         directory.mkdir(exist_ok=True)
-        return Api(url, service, directory)
+        return Api(url, service, directory, app)
 
     yield start
     for server, thread, service in started:
@@ -126,10 +126,8 @@ def test_follow_sends_the_file_then_appends_then_the_final_state(serve: Callable
                                 {"event": "end", "id": "27", "data": COMPLETED}]
 
 
-def test_a_pending_job_is_followed_from_its_start_and_keepalives_fill_silences(
-        serve: Callable[..., Api], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stream, "KEEPALIVE_S", 0.3)
-    api = serve()
+def test_a_pending_job_is_followed_from_its_start_and_keepalives_fill_silences(serve: Callable[..., Api]) -> None:
+    api = serve(follow=stream.FollowTiming(keepalive_s=0.3))
     job_id = api.submit()
     api.out(job_id).write_bytes(b"stale, from before the job\n")  # not its output until it starts
     with api.follow(job_id, "stream=stderr") as response:  # stderr: the stdout file (no -e)
@@ -164,7 +162,7 @@ def test_a_character_written_in_two_pieces_arrives_whole(serve: Callable[..., Ap
     with api.follow(job_id) as response:
         events = _events(response)
         assert next(events) == {"event": "message", "id": "3", "data": "caf"}
-        time.sleep(3 * stream.POLL_S)  # the half character is seen and held back meanwhile
+        time.sleep(3 * api.app.state.follow.poll_s)  # the half character is seen and held back meanwhile
         _append(api.out(job_id), b"\xa9 \xe2\x82")
         assert next(events) == {"event": "message", "id": "6", "data": "é "}
         api.finish(job_id)  # an end that never came is replaced once the job is over
@@ -185,22 +183,15 @@ def test_a_file_started_again_is_sent_from_its_start(serve: Callable[..., Api]) 
         assert next(events) == {"event": "message", "id": "6", "data": "again\n"}
 
 
-def test_the_server_stops_following_when_the_client_goes(serve: Callable[..., Api],
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stream, "JOB_POLL_S", 0.1)
-    api = serve()
+def test_the_server_stops_following_when_the_client_goes(serve: Callable[..., Api]) -> None:
+    api = serve(follow=stream.FollowTiming(job_poll_s=0.1))
     job_id = api.submit()
     api.start(job_id)
-    reads: list[int] = []
-    real_get = api.service.get
-    monkeypatch.setattr(api.service, "get", lambda wanted: reads.append(wanted) or real_get(wanted))
-    with api.follow(job_id) as response:
-        assert response.status_code == 200
-        wait_for(lambda: len(reads) >= 3, 5, interval_s=0.05)  # visible_job, then every JOB_POLL_S
-    time.sleep(3 * stream.JOB_POLL_S)
-    count = len(reads)
-    time.sleep(6 * stream.JOB_POLL_S)
-    assert len(reads) == count  # no follower left reading the job
+    followers = api.app.state.followers
+    with api.follow(job_id) as first, api.follow(job_id) as second:
+        assert (first.status_code, second.status_code) == (200, 200)
+        wait_for(lambda: followers.active == 2, 5, interval_s=0.05, message="two followers")
+    wait_for(lambda: followers.active == 0, 5, interval_s=0.05, message="no follower left once the clients went")
 
 
 def test_errors_are_json_and_another_users_job_is_not_found(serve: Callable[..., Api]) -> None:
