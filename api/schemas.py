@@ -182,13 +182,16 @@ class JobOut(BaseModel):
     partition: str = Field(examples=["default"])
     user: str = Field(examples=["alice"])
     state: jobs.JobState = Field(examples=["RUNNING"])
-    reason: str = Field(description="Why it waits or how it ended (Slurm's reason codes).", examples=["None"])
+    reason: jobs.Reason = Field(description="Why it waits or how it ended (Slurm's reason code).",
+                                examples=["None"])
+    reason_message: str = Field("", description="Free text about the reason: which node left, what failed "
+                                                "to launch; empty when there is none.", examples=[""])
     exit_code: str = Field(description="Slurm's exit:signal.", examples=["0:0"])
     return_code: int | None = Field(description="The script's exit status, when it ended.", examples=[0])
     signal: int | None = Field(description="Signal that ended the script, if any.", examples=[None])
     cpus_per_task: int = Field(examples=[4])
     ntasks_per_node: int = Field(examples=[1])
-    cpus: int = Field(description="CPUs allocated: cpus_per_task x ntasks_per_node.", examples=[4])
+    cpus: int = Field(description="CPUs of the whole job: cpus_per_task x ntasks_per_node x nodes.", examples=[4])
     memory_per_node_mb: int = Field(examples=[8192])
     time_limit_s: int | None = Field(description="Seconds; null = no limit.", examples=[3600])
     priority: int = Field(examples=[0])
@@ -230,14 +233,14 @@ class JobOut(BaseModel):
         return cls(
             nodes=spec.nodes, gpus_per_node=spec.gpus_per_node, node_list=job.node_list, priority_factors=factors,
             job_id=job.id, name=spec.name, account=spec.account, partition=spec.partition, user=spec.user,
-            state=job.state, reason=job.reason, exit_code=job.exit_code_text, return_code=job.exit_code,
+            state=job.state, reason=job.reason, reason_message=job.reason_message, exit_code=job.exit_code_text, return_code=job.exit_code,
             signal=job.signal, cpus_per_task=spec.cpus_per_task, ntasks_per_node=spec.ntasks_per_node,
-            cpus=spec.total_cpus, memory_per_node_mb=spec.memory_per_node_mb, time_limit_s=spec.time_limit_s,
+            cpus=spec.total.cpus, memory_per_node_mb=spec.memory_per_node_mb, time_limit_s=spec.time_limit_s,
             priority=spec.priority, nice=spec.nice, requeue=spec.requeue, restart_count=job.restart_count,
             submit_time=job.submit_time, start_time=job.start_time, end_time=job.end_time, node=job.node_name,
             working_directory=spec.working_dir, stdout_path=job.stdout_path, stderr_path=job.stderr_path,
-            cpu_time_user_s=job.cpu_time_user_s, cpu_time_system_s=job.cpu_time_system_s,
-            max_rss_kb=job.max_rss_kb, display_id=job.display_id, array_job_id=spec.array_job_id,
+            cpu_time_user_s=job.usage.cpu_time_user_s, cpu_time_system_s=job.usage.cpu_time_system_s,
+            max_rss_kb=job.usage.max_rss_kb, display_id=job.display_id, array_job_id=spec.array_job_id,
             array_task_id=spec.array_task_id, array_max_running=spec.array_max_running, dependency=spec.dependency,
             hold=spec.hold, begin_time=spec.begin_time, cancel_requested=job.cancel_requested)
 

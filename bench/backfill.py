@@ -45,7 +45,9 @@ from pathlib import Path
 
 import ray
 
-from conductor import executor, jobs, policy, scheduler
+from conductor import executor, jobs, policy
+from conductor.resources import Allocation, Node, Resources
+from conductor.scheduler import handle as scheduler
 from conductor.config import Settings
 from conductor.service import JobService
 
@@ -116,22 +118,24 @@ def simulate(work: list[Work], backfill: bool, kill_wait_s: float, size_weight: 
     the expected ends are the scheduler's: start + time limit + KILL_WAIT.  Priorities are
     the job-size term only (the others are equal for jobs submitted together).
     """
-    pending = [policy.Candidate(job_id=i, partition="", cpus=w.cpus, memory_mb=w.cpus * MEMORY_PER_CPU_MB,
-                                priority=round(size_weight * w.cpus / NODE_CPUS), submit_order=0.0,
-                                time_limit_s=w.time_limit_s) for i, w in enumerate(work)]
+    def need(w: Work) -> Resources:
+        return Resources(w.cpus, w.cpus * MEMORY_PER_CPU_MB)
+
+    node = Node("n", "n", Resources(NODE_CPUS, NODE_MEMORY_MB))
+    pending = [policy.Candidate(job_id=i, partition="", per_node=need(w), priority=round(size_weight * w.cpus / NODE_CPUS),
+                                submit_order=0.0, time_limit_s=w.time_limit_s) for i, w in enumerate(work)]
     pending.sort(key=policy.order_key)
     running: dict[int, tuple[float, float]] = {}  # job -> (start, end)
     now_s = makespan_s = 0.0
     while pending:
-        node = policy.NodeSlot("n", "n", NODE_CPUS, NODE_MEMORY_MB,
-                               used_cpus=sum(work[i].cpus for i in running),
-                               used_memory_mb=sum(work[i].cpus * MEMORY_PER_CPU_MB for i in running))
-        busy = [policy.Busy("n", work[i].cpus, work[i].cpus * MEMORY_PER_CPU_MB,
-                            end_s=start + work[i].time_limit_s + kill_wait_s) for i, (start, _) in running.items()]
-        plan = policy.plan_pass(pending, [node], WORKER_CONCURRENCY - len(running), running=busy, now_s=now_s, backfill=backfill)
-        for candidate, _ in plan.starts:
-            running[candidate.job_id] = (now_s, now_s + work[candidate.job_id].sleep_s + lag_s)
-        started = {candidate.job_id for candidate, _ in plan.starts}
+        used = sum((need(work[i]) for i in running), Resources())
+        busy = [policy.Hold(Allocation(i, (node,), need(work[i])), end_s=start + work[i].time_limit_s + kill_wait_s)
+                for i, (start, _) in running.items()]
+        plan = policy.plan_pass(pending, [node], WORKER_CONCURRENCY - len(running), used={"n": used}, running=busy,
+                                now_s=now_s, backfill=backfill)
+        for allocation in plan.starts:
+            running[allocation.job_id] = (now_s, now_s + work[allocation.job_id].sleep_s + lag_s)
+        started = {allocation.job_id for allocation in plan.starts}
         pending = [c for c in pending if c.job_id not in started]
         now_s = min(end for _, end in running.values())
         running = {i: span for i, span in running.items() if span[1] > now_s}
@@ -229,8 +233,8 @@ def measure(mode: str, work: list[Work], done: list[jobs.Job], work_of: dict[int
     last_end = max(job.end_time for job in ran).timestamp()
     makespan_s = last_end - first_submit
     waits = [(job.start_time - job.submit_time).total_seconds() for job in ran]
-    big = [(job.start_time - job.submit_time).total_seconds() for job in ran if job.spec.total_cpus >= BIG_CPUS]
-    used_cpu_s = sum(job.spec.total_cpus * (job.end_time - job.start_time).total_seconds() for job in ran)
+    big = [(job.start_time - job.submit_time).total_seconds() for job in ran if job.spec.total.cpus >= BIG_CPUS]
+    used_cpu_s = sum(job.spec.total.cpus * (job.end_time - job.start_time).total_seconds() for job in ran)
     idle_waiting, idle_tail = _idle_cpu_s(ran, first_submit)
     start_lags, end_lags, ray_lags, spawn_lags = [], [], [], []
     overhead = {"start": 0.0, "run": 0.0, "end": 0.0}
@@ -239,7 +243,7 @@ def measure(mode: str, work: list[Work], done: list[jobs.Job], work_of: dict[int
         if clock is not None:
             start_lags.append(clock[0] - job.start_time.timestamp())
             end_lags.append(job.end_time.timestamp() - clock[1])
-            cpus = job.spec.total_cpus
+            cpus = job.spec.total.cpus
             overhead["start"] += cpus * start_lags[-1]
             overhead["run"] += cpus * (clock[1] - clock[0] - work_of[job.id].sleep_s)
             overhead["end"] += cpus * end_lags[-1]
@@ -275,8 +279,8 @@ def _idle_cpu_s(ran: list[jobs.Job], first_submit_s: float) -> tuple[float, floa
     """Idle CPU-seconds from the first submit to the last start (some job waiting), and after it."""
     events: list[tuple[float, int]] = []
     for job in ran:
-        events.append((job.start_time.timestamp(), job.spec.total_cpus))
-        events.append((job.end_time.timestamp(), -job.spec.total_cpus))
+        events.append((job.start_time.timestamp(), job.spec.total.cpus))
+        events.append((job.end_time.timestamp(), -job.spec.total.cpus))
     events.sort()
     last_start = max(job.start_time.timestamp() for job in ran)
     used, at, waiting, tail = 0, first_submit_s, 0.0, 0.0

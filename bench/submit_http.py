@@ -136,11 +136,11 @@ def _settings(urls: dict, state_dir: Path):  # noqa: ANN202
 
 def prepare(settings) -> None:  # noqa: ANN001
     """Migrate, and record a node as a running scheduler would (so the fits-a-node check runs)."""
-    from conductor.db.repository import NodeInfo
+    from tests.helpers import node
     from conductor.service import JobService
 
     service = JobService.from_settings(settings)
-    service.repository.replace_nodes([NodeInfo("bench-node", "ray-bench", 32, 65536, 0, {}, True)])
+    service.repository.replace_nodes([node("bench-node", 32, 65536, 0, {}, ray_node_id="ray-bench")])
     service.close()
 
 

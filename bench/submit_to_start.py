@@ -26,7 +26,8 @@ import ray
 import redis
 from sqlalchemy import create_engine, text
 
-from conductor import jobs, scheduler
+from conductor import jobs
+from conductor.scheduler import handle as scheduler
 from conductor.config import Settings
 from conductor.service import JobService
 

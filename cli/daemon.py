@@ -12,10 +12,12 @@ import ray
 import typer
 
 from cluster import connection
-from conductor import queue, scheduler, units
+from conductor import queue, units
 from conductor.config import Settings, redact_url
 from conductor.exceptions import ConductorError
 from conductor.db.session import make_engine, migrate
+from conductor.scheduler import handle as scheduler
+from conductor.scheduler.handle import Status
 
 #: How often the foreground process checks that the scheduler actor is alive and started.
 SUPERVISE_INTERVAL_S = 2.0
@@ -35,17 +37,17 @@ class ManagedScheduler:
         self.owner = False
         self._stopping: Any = None  # the ObjectRef of the actor's stop(), once begun
 
-    def ensure(self) -> dict:
+    def ensure(self) -> Status:
         """Get or create the actor and make sure it is started; returns its description."""
         try:
             info = self._start()
         except ray.exceptions.RayActorError:  # gone for good (killed by its owner): take over
             self.handle = None
             info = self._start()
-        self.owner = self.owner or info["started_now"]
+        self.owner = self.owner or info.started_now
         return info
 
-    def _start(self) -> dict:
+    def _start(self) -> Status:
         if self.handle is None:
             self.handle = scheduler.get_or_create(self.settings)
         return scheduler.start(self.handle)
@@ -88,7 +90,7 @@ class ManagedScheduler:
                 ray.kill(self.handle, no_restart=True)
 
 
-def prepare(settings: Settings) -> tuple[connection.RayConnection, ManagedScheduler, dict]:
+def prepare(settings: Settings) -> tuple[connection.RayConnection, ManagedScheduler, Status]:
     """Migrate the schema, connect to Ray, get-or-create and start the scheduler actor."""
     migrate(make_engine(settings.effective_database_url))
     ray_connection = connection.connect(settings)
@@ -96,26 +98,26 @@ def prepare(settings: Settings) -> tuple[connection.RayConnection, ManagedSchedu
     return ray_connection, managed, managed.ensure()
 
 
-def banner(settings: Settings, ray_connection: connection.RayConnection, info: dict, role: str) -> str:
+def banner(settings: Settings, ray_connection: connection.RayConnection, info: Status, role: str) -> str:
     """The start-up banner, like the old worker's."""
-    local = next((n for n in info["nodes"] if n["ray_node_id"] == ray_connection.node_id), None)
-    cpus = local["total_cpus"] if local else sum(n["total_cpus"] for n in info["nodes"])
-    memory = local["total_memory_mb"] if local else sum(n["total_memory_mb"] for n in info["nodes"])
+    local = info.node(ray_connection.node_id)
+    cpus = local.capacity.cpus if local else sum(n.capacity.cpus for n in info.nodes)
+    memory = local.capacity.memory_mb if local else sum(n.capacity.memory_mb for n in info.nodes)
     lines = [
         _RULE,
         f"conductor {role}",
-        f"Node name:           {local['name'] if local else settings.node_name}",
+        f"Node name:           {local.name if local else settings.node_name}",
         f"Total CPUs:          {cpus}",
         f"Total memory:        {units.format_memory_mb(memory)}",
-        f"Worker concurrency:  {info['worker_concurrency']}",
-        f"Cluster nodes:       {len(info['nodes'])}",
+        f"Worker concurrency:  {info.worker_concurrency}",
+        f"Cluster nodes:       {len(info.nodes)}",
         f"Database:            {redact_url(settings.effective_database_url)}",
         f"Queue:               {queue.describe(settings)}",
         f"Ray:                 {ray_connection.address} ({'started here' if ray_connection.started_here else 'attached'})",
         f"Ray dashboard:       {ray_connection.dashboard_url or 'not available'}",
         "-" * 60,
-        f"Scheduler actor {scheduler.ACTOR_NAME} {'started' if info['started_now'] else 'already running; attached'}"
-        f" (namespace {settings.ray_namespace}): {info['pending']} pending, {info['running']} running",
+        f"Scheduler actor {scheduler.ACTOR_NAME} {'started' if info.started_now else 'already running; attached'}"
+        f" (namespace {settings.ray_namespace}): {info.pending} pending, {info.running} running",
     ]
     if role == "up":
         lines.append(f"REST API:            http://{settings.api_host}:{settings.api_port}  (docs at /docs)")

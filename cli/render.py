@@ -118,7 +118,7 @@ def queue_row(job: Job, now: datetime) -> list[str]:
     """One squeue line; PRIORITY is a pending job's current priority (squeue -o %Q), "-" for others."""
     return [job_label(job), job["partition"], job["name"], job["user"], job["account"],
             _SHORT.get(job["state"], job["state"]), squeue_time(elapsed_s(job, now)),
-            str(job["cpus"] * job.get("nodes", 1)), current_priority(job), node_or_reason(job)]
+            str(job["cpus"]), current_priority(job), node_or_reason(job)]
 
 
 def current_priority(job: Job) -> str:
@@ -168,7 +168,7 @@ def show_fields(job: Job, now: datetime) -> list[list[tuple[str, str]]]:
          ("EndTime", _end_time(job))],
         [("Partition", job["partition"]), ("NodeList", node_list(job)),
          ("BatchHost", job.get("node") or "(null)")],
-        [("NumNodes", str(job.get("nodes", 1))), ("NumCPUs", str(job["cpus"] * job.get("nodes", 1))),
+        [("NumNodes", str(job.get("nodes", 1))), ("NumCPUs", str(job["cpus"])),
          ("NumTasks", str(job["ntasks_per_node"] * job.get("nodes", 1))), ("CPUs/Task", str(job["cpus_per_task"])),
          ("Gres", f"gpu:{job['gpus_per_node']}" if job.get("gpus_per_node") else "(null)")],
         [("MinMemoryNode", units.format_memory_mb(job["memory_per_node_mb"]))],

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, select, update
 from conductor import jobs
 from conductor.db.models import TokenRow, UserRow
 from conductor.exceptions import Forbidden
-from conductor.db.repository import translate_errors
+from conductor.db.errors import translate_errors
 from conductor.db.session import make_sessionmaker
 
 #: Prefix that makes a conductor token recognisable in logs and secret scanners.

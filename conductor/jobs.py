@@ -8,6 +8,8 @@ from datetime import datetime
 from enum import Enum
 from typing import Sequence
 
+from conductor.resources import Resources
+
 
 class JobState(str, Enum):
     """Slurm's base job states."""
@@ -44,8 +46,12 @@ _SHORT_CODES = {
 TERMINAL_STATES = frozenset(state for state in JobState if state.is_terminal())
 
 
-class Reason:
-    """Slurm's reason codes for pending and ended jobs (the ones conductor sets)."""
+class Reason(str, Enum):
+    """Slurm's reason codes for pending and ended jobs (the ones conductor sets).
+
+    The code is one column of the job row; free text about it (which node left, what failed
+    to launch) is a second one, ``reason_message``.
+    """
 
     NONE = "None"
     RESOURCES = "Resources"  #: waits for CPUs, memory or a worker slot
@@ -105,21 +111,38 @@ class JobSpec:
     gpus_per_node: int = 0  #: --gpus / --gres=gpu:N
 
     @property
-    def total_cpus(self) -> int:
-        """CPUs the job takes on each of its nodes: cpus_per_task x ntasks_per_node."""
-        return self.cpus_per_task * self.ntasks_per_node
+    def per_node(self) -> Resources:
+        """What the job takes on each of its nodes (CPUs: cpus_per_task x ntasks_per_node)."""
+        return Resources(self.cpus_per_task * self.ntasks_per_node, self.memory_per_node_mb, self.gpus_per_node)
+
+    @property
+    def total(self) -> Resources:
+        """What the job takes in all, over its ``nodes`` nodes."""
+        return self.per_node.times(self.nodes)
 
 
 @dataclass(frozen=True)
-class Allocation:
-    """Resources held by a running job on one node (a resource_allocations row)."""
+class Usage:
+    """What a run used: CPU seconds (user, system) and its peak resident memory."""
 
-    job_id: int
-    node_name: str
-    ray_node_id: str
-    allocated_cpus: int
-    allocated_memory_mb: int
-    allocated_gpus: int = 0
+    cpu_time_user_s: float | None = None
+    cpu_time_system_s: float | None = None
+    max_rss_kb: int | None = None
+
+
+NO_USAGE = Usage()
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a job's run ended, as it is recorded: a final state, its reason and Slurm's exit code."""
+
+    state: JobState
+    reason: Reason = Reason.NONE
+    message: str = ""
+    exit_code: int | None = None
+    signal: int | None = None
+    usage: Usage = NO_USAGE
 
 
 @dataclass(frozen=True)
@@ -129,7 +152,7 @@ class Job:
     id: int
     spec: JobSpec
     state: JobState
-    reason: str
+    reason: Reason
     submit_time: datetime
     start_time: datetime | None = None
     end_time: datetime | None = None
@@ -140,10 +163,9 @@ class Job:
     stdout_path: str = ""
     stderr_path: str = ""
     restart_count: int = 0
-    cpu_time_user_s: float | None = None
-    cpu_time_system_s: float | None = None
-    max_rss_kb: int | None = None
+    usage: Usage = NO_USAGE
     cancel_requested: bool = False
+    reason_message: str = ""  #: free text about ``reason`` (which node left, what failed to launch)
 
     @property
     def display_id(self) -> str:
@@ -211,7 +233,7 @@ def job_environment(job: Job, *, node_name: str, node_list: Sequence[str] = ()) 
         "CPUS_PER_TASK": str(spec.cpus_per_task),
         "NTASKS_PER_NODE": str(spec.ntasks_per_node),
         "NTASKS": str(spec.ntasks_per_node * len(nodes)),
-        "CPUS_ON_NODE": str(spec.total_cpus),
+        "CPUS_ON_NODE": str(spec.per_node.cpus),
         "MEM_PER_NODE": str(spec.memory_per_node_mb),
         "SUBMIT_DIR": spec.working_dir,
         "RESTART_COUNT": str(job.restart_count),

@@ -19,9 +19,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 from conductor import units
-
-#: A node label that puts the node in a partition (ray start --labels conductor.io/partition=gpu).
-PARTITION_LABEL = "conductor.io/partition"
+from conductor.resources import PARTITION_LABEL
 #: The partition of a cluster that configures none.
 IMPLICIT_NAME = "default"
 _OPTIONS = ("nodes", "label", "default", "defaulttime", "maxtime", "maxcpusperjob", "maxnodes",

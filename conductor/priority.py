@@ -14,18 +14,21 @@ Every factor is in [0, 1]:
 - job size: the job's CPUs over the cluster's;
 - partition: the partition's PriorityJobFactor over the largest one's.
 
-The scheduler and the service (``conductor show``) compute it with the same functions.
+The scheduler and the service (``conductor show``) compute it with the same ``PriorityModel``.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Iterable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Iterable
 
 from conductor.config import Settings
 from conductor.partitions import Partition
+
+if TYPE_CHECKING:
+    from conductor.jobs import Job
 
 
 @dataclass(frozen=True)
@@ -139,3 +142,35 @@ def compute(*, weights: Weights, waited_s: float, fairshare: float, job_cpus: in
                   + weights.partition * partition)
     return Factors(priority=total + admin - nice, age=age, fairshare=fairshare, job_size=size, partition=partition,
                    nice=nice, admin=admin)
+
+
+class PriorityModel:
+    """The site's weights, partition factors and fair share: a pending job's priority from them.
+
+    The scheduler keeps one for its whole life (usage loaded at start, each ended job charged);
+    the service loads usage afresh for ``conductor show`` (sprio).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.weights = Weights.of(settings)
+        self._partitions = partition_factors(settings.partitions)
+        self._fairshare = FairShare(self.weights.half_life_s)
+
+    def usage_window_start(self, now_s: float) -> datetime:
+        """Jobs that ended before this no longer count for fair share."""
+        return datetime.fromtimestamp(now_s - USAGE_HALF_LIVES * self.weights.half_life_s, timezone.utc)
+
+    def load_usage(self, rows: Iterable[tuple[str, int, datetime, datetime | None]], now_s: float) -> None:
+        """Fair share from (account, CPUs, start, end) rows of jobs that ran (the repository's usage_records)."""
+        self._fairshare = FairShare.of(usage_of(rows, now_s), self.weights.half_life_s)
+
+    def charge(self, account: str, cpu_s: float, at_s: float) -> None:
+        """An ended job's CPU-seconds count against its account from now on."""
+        self._fairshare.add(account, cpu_s, at_s)
+
+    def factors(self, job: Job, *, cluster_cpus: int, now_s: float) -> Factors:
+        spec = job.spec
+        return compute(weights=self.weights, waited_s=now_s - job.submit_time.timestamp(),
+                       fairshare=self._fairshare.factor(spec.account, now_s), job_cpus=spec.total.cpus,
+                       cluster_cpus=cluster_cpus, partition=self._partitions.get(spec.partition, 0.0),
+                       nice=spec.nice, admin=spec.priority)

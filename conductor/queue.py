@@ -31,7 +31,7 @@ from sqlalchemy import Engine, delete, select, update
 
 from conductor.config import Settings, redact_url
 from conductor.db.models import QueueEntryRow
-from conductor.db.repository import translate_errors
+from conductor.db.errors import translate_errors
 from conductor.exceptions import QueueUnavailable
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,6 @@ import logging
 import os
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
 from typing import Sequence
 
 from conductor import arrays, dependencies, jobs, output, priority, queue, units
@@ -23,6 +22,7 @@ from conductor.db.repository import JobRepository
 from conductor.db.session import make_engine, migrate
 from conductor.exceptions import InvalidJobSpec, JobNotFound
 from conductor.queue import JobQueue, make_queue
+from conductor.resources import NOTHING, Node, Resources
 
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,9 @@ class JobService:
         self._settings = settings
         self._repo = repository
         self._queue = job_queue
-        self._nodes_read: tuple[float, list] | None = None  # (monotonic time, live nodes): see _live_nodes
-        self._usage_read: tuple[float, priority.FairShare] | None = None  # see _fairshare
+        self._nodes_read: tuple[float, list[Node]] | None = None  # (monotonic time, live nodes): see _live_nodes
+        self._priorities = priority.PriorityModel(settings)
+        self._usage_read_at: float | None = None  # monotonic time fair share was last loaded: see priority_factors
 
     @classmethod
     def from_settings(cls, settings: Settings, *, apply_migrations: bool = True) -> "JobService":
@@ -56,6 +57,7 @@ class JobService:
 
     @property
     def repository(self) -> JobRepository:
+        """The repository, for tests and the API's token store (routes use the methods below)."""
         return self._repo
 
     @property
@@ -165,7 +167,7 @@ class JobService:
 
     def _complete(self, spec: jobs.JobSpec) -> jobs.JobSpec:
         """Fill what the request left to the site: user, default memory, partition and its DefaultTime."""
-        memory_mb = spec.memory_per_node_mb or self._settings.default_mem_per_cpu_mb * spec.total_cpus
+        memory_mb = spec.memory_per_node_mb or self._settings.default_mem_per_cpu_mb * spec.per_node.cpus
         name = spec.partition or partition_config.default_of(self._settings.partitions).name
         partition = self._partition(name)
         time_limit_s = spec.time_limit_s if spec.time_limit_s is not None else partition.default_time_s
@@ -215,7 +217,7 @@ class JobService:
                 raise InvalidJobSpec(field, f"{path} is outside the allowed directories "
                                             f"({', '.join(str(d) for d in allowed)})")
 
-    def _live_nodes(self) -> list:
+    def _live_nodes(self) -> list[Node]:
         """The live nodes, read at most once per NODES_MAX_AGE_S while some are known.
 
         Nodes change when one joins or leaves, not per submission; reading them for every job cost a
@@ -249,7 +251,7 @@ class JobService:
             asked = units.format_duration_s(spec.time_limit_s)
             raise InvalidJobSpec("time_limit", f"{asked} exceeds the MaxTime of {where}, "
                                                f"{units.format_duration_s(partition.max_time_s)}")
-        total_cpus = spec.total_cpus * spec.nodes
+        total_cpus = spec.total.cpus
         if partition.max_cpus_per_job is not None and total_cpus > partition.max_cpus_per_job:
             raise InvalidJobSpec("cpus_per_task", f"the job needs {total_cpus} CPUs; {where} allows "
                                                   f"{partition.max_cpus_per_job} per job (MaxCPUsPerJob)")
@@ -266,28 +268,27 @@ class JobService:
         nodes = [n for n in nodes if partition.covers(n.name, n.labels)]
         if not nodes:  # its nodes may join later (ray up, a restarted node): the job waits for them
             return
-        holders = [n for n in nodes if n.total_cpus >= spec.total_cpus and n.total_memory_mb >= spec.memory_per_node_mb
-                   and n.total_gpus >= spec.gpus_per_node]
+        need = spec.per_node
+        holders = [n for n in nodes if need.fits_in(n.capacity)]
         if len(holders) >= spec.nodes:
             return
         if holders or spec.nodes > len(nodes):
             raise InvalidJobSpec("nodes", f"the job needs {spec.nodes} nodes that can each hold it; partition "
                                           f"{partition.name} has {len(holders)} of {len(nodes)} live nodes that can")
-        largest_gpus = max(node.total_gpus for node in nodes)
-        if spec.gpus_per_node > largest_gpus:
-            raise InvalidJobSpec("gpus_per_node", f"the job needs {spec.gpus_per_node} GPUs per node but the "
+        largest_gpus = max(node.capacity.gpus for node in nodes)
+        if need.gpus > largest_gpus:
+            raise InvalidJobSpec("gpus_per_node", f"the job needs {need.gpus} GPUs per node but the "
                                                   f"largest node of partition {partition.name} has {largest_gpus}")
-        largest_cpus = max(node.total_cpus for node in nodes)
-        if spec.total_cpus > largest_cpus:
+        largest_cpus = max(node.capacity.cpus for node in nodes)
+        if need.cpus > largest_cpus:
             raise InvalidJobSpec(
                 "cpus_per_task",
-                f"the job needs {spec.total_cpus} CPUs (cpus_per_task {spec.cpus_per_task} x ntasks_per_node "
+                f"the job needs {need.cpus} CPUs (cpus_per_task {spec.cpus_per_task} x ntasks_per_node "
                 f"{spec.ntasks_per_node}) but the largest node has {largest_cpus}")
-        largest_mb = max(node.total_memory_mb for node in nodes if node.total_cpus >= spec.total_cpus)
+        largest_mb = max(node.capacity.memory_mb for node in nodes if node.capacity.cpus >= need.cpus)
         raise InvalidJobSpec(
             "memory_per_node",
-            f"the job needs {spec.memory_per_node_mb} MB but the largest node with {spec.total_cpus} CPUs "
-            f"has {largest_mb} MB")
+            f"the job needs {need.memory_mb} MB but the largest node with {need.cpus} CPUs has {largest_mb} MB")
 
     def priority_factors(self, found: Sequence[jobs.Job]) -> dict[int, dict]:
         """sprio: each PENDING job's priority now and its factors, computed as the scheduler does.
@@ -299,24 +300,21 @@ class JobService:
         if not pending:
             return {}
         now_s = time.time()
-        weights = priority.Weights.of(self._settings)
-        fairshare = self._fairshare(weights, now_s)
-        cluster_cpus = sum(node.total_cpus for node in self._live_nodes())
-        by_partition = priority.partition_factors(self._settings.partitions)
-        return {job.id: priority.compute(
-            weights=weights, waited_s=now_s - job.submit_time.timestamp(),
-            fairshare=fairshare.factor(job.spec.account, now_s), job_cpus=job.spec.total_cpus * job.spec.nodes,
-            cluster_cpus=cluster_cpus, partition=by_partition.get(job.spec.partition, 0.0), nice=job.spec.nice,
-            admin=job.spec.priority).as_dict() for job in pending}
+        if self._usage_read_at is None or time.monotonic() - self._usage_read_at >= USAGE_MAX_AGE_S:
+            self._priorities.load_usage(self._repo.usage_records(self._priorities.usage_window_start(now_s)), now_s)
+            self._usage_read_at = time.monotonic()
+        cluster_cpus = sum(node.capacity.cpus for node in self._live_nodes())
+        return {job.id: self._priorities.factors(job, cluster_cpus=cluster_cpus, now_s=now_s).as_dict()
+                for job in pending}
 
-    def _fairshare(self, weights: priority.Weights, now_s: float) -> priority.FairShare:
-        read = self._usage_read
-        if read is not None and time.monotonic() - read[0] < USAGE_MAX_AGE_S:
-            return read[1]
-        since = datetime.fromtimestamp(now_s - priority.USAGE_HALF_LIVES * weights.half_life_s, timezone.utc)
-        share = priority.FairShare.of(priority.usage_of(self._repo.usage_records(since), now_s), weights.half_life_s)
-        self._usage_read = (time.monotonic(), share)
-        return share
+    def nodes(self) -> list[tuple[Node, Resources]]:
+        """Every node the scheduler has seen (alive or not), with what allocations hold on it now."""
+        used = self._repo.unreleased_by_node()
+        return [(node, used.get(node.ray_node_id, NOTHING)) for node in self._repo.nodes(alive_only=False)]
+
+    def queue_summary(self) -> list[tuple[str, jobs.Reason, str, int, int]]:
+        """(state, reason, partition, jobs, CPUs over all their nodes) of pending and running jobs."""
+        return self._repo.active_summary()
 
     def list_jobs(self, job_filter: listing.JobFilter, *, cursor: int | None = None,
                   limit: int = 100) -> tuple[list[jobs.Job], int | None]:

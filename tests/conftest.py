@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -46,24 +47,32 @@ def _clean_environment() -> Iterator[None]:
     os.environ.update(saved)
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for this session, migrated once."""
-    name = f"conductor_test_{uuid.uuid4().hex[:10]}"
+@contextlib.contextmanager
+def empty_pg_database(prefix: str = "conductor_test") -> Iterator[str]:
+    """A new, empty PostgreSQL database (its URL), dropped afterwards; skips (fails in CI) without PostgreSQL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     try:
         admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # noqa: BLE001 - any failure means "no PostgreSQL here"
         _missing("PostgreSQL", exc)
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    engine = make_engine(url)
-    migrate(engine)
-    engine.dispose()
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this session, migrated once."""
+    with empty_pg_database() as url:
+        engine = make_engine(url)
+        migrate(engine)
+        engine.dispose()
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -165,7 +174,7 @@ def scheduler_factory(ray_cluster: str) -> Iterator[Callable[[Settings], object]
     """Start scheduler actors; stop and remove them after the test, and wait until Ray is idle again."""
     import ray
 
-    from conductor import scheduler
+    from conductor.scheduler import handle as scheduler
     from tests.helpers import ray_used_by_node
 
     handles = []
@@ -182,4 +191,4 @@ def scheduler_factory(ray_cluster: str) -> Iterator[Callable[[Settings], object]
             ray.get(handle.stop.remote(), timeout=60)
         finally:
             ray.kill(handle, no_restart=True)
-    wait_for(lambda: all(cpus == 0 and mem == 0 for cpus, mem in ray_used_by_node().values()), timeout_s=30)
+    wait_for(lambda: all(u.cpus == 0 and u.memory_mb == 0 for u in ray_used_by_node().values()), timeout_s=30)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from conductor import jobs
+from conductor.resources import Allocation, Node, Resources
 
 T = TypeVar("T")
 _MIB = 1024 * 1024
@@ -43,17 +44,18 @@ def api_answers(url: str) -> bool:
         return False
 
 
-def ray_used_by_node() -> dict[str, tuple[float, int]]:
-    """ray_node_id -> (CPUs in use, memory MB in use), from Ray's own accounting."""
+def ray_used_by_node() -> dict[str, Resources]:
+    """ray_node_id -> CPUs, memory MB and GPUs in use, from Ray's own accounting."""
     from ray._private.state import available_resources_per_node, total_resources_per_node
 
     totals, available = total_resources_per_node(), available_resources_per_node()
     used = {}
     for node_id, total in totals.items():
         free = available.get(node_id, {})
-        cpus = total.get("CPU", 0) - free.get("CPU", 0)
+        cpus = int(round(total.get("CPU", 0) - free.get("CPU", 0)))
         memory = int(round((total.get("memory", 0) - free.get("memory", 0)) / _MIB))
-        used[node_id] = (cpus, memory)
+        gpus = int(round(total.get("GPU", 0) - free.get("GPU", 0)))
+        used[node_id] = Resources(cpus, memory, gpus)
     return used
 
 
@@ -64,9 +66,20 @@ def spec(script: str, **fields: object) -> jobs.JobSpec:
     return jobs.JobSpec(**values)  # type: ignore[arg-type]
 
 
-def ray_used_by_node_nonzero() -> dict[str, tuple[int, int]]:
-    """ray_node_id -> (CPUs, memory MB) in use, only for nodes where something is in use."""
-    return {k: (int(c), m) for k, (c, m) in ray_used_by_node().items() if c or m}
+def ray_used_by_node_nonzero() -> dict[str, Resources]:
+    """ray_node_id -> what is in use, only for nodes where something is in use."""
+    return {node_id: used for node_id, used in ray_used_by_node().items() if used != Resources()}
+
+
+def node(name: str, cpus: int = 32, memory_mb: int = 65536, gpus: int = 0, labels: dict | None = None, *,
+         ray_node_id: str | None = None) -> Node:
+    """A Node as the scheduler would record it (its Ray id defaults to ``ray-<name>``)."""
+    return Node(ray_node_id or f"ray-{name}", name, Resources(cpus, memory_mb, gpus), labels or {})
+
+
+def allocation(job_id: int, cpus: int, memory_mb: int = 0, *nodes: Node) -> Allocation:
+    """An allocation of ``cpus`` and ``memory_mb`` per node on ``nodes`` (default: one node n1)."""
+    return Allocation(job_id, nodes or (node("n1"),), Resources(cpus, memory_mb))
 
 
 #: How long Ray's reported per-node usage may trail a lease being granted or returned.
@@ -85,7 +98,7 @@ class AllocationSampler:
 
     def __init__(self, repository: object, markers: Path, lag_s: float = RAY_VIEW_LAG_S) -> None:
         self.repository, self.markers, self.lag_s = repository, markers, lag_s
-        self.node_total = {n.ray_node_id: (n.total_cpus, n.total_memory_mb) for n in repository.nodes()}
+        self.node_total = {n.ray_node_id: n.capacity for n in repository.nodes()}
         self._held_since, self._last_held = time.monotonic(), None
 
     def _held(self) -> set[int]:
@@ -107,9 +120,8 @@ class AllocationSampler:
         ray_used = ray_used_by_node_nonzero()
         ended = {i for i in held_before if (self.markers / f"ended-{i}").exists()}
         after, held_after = self.repository.unreleased_by_node(), self._held()
-        for node_id, (cpus, memory_mb) in after.items():
-            total_cpus, total_memory_mb = self.node_total[node_id]
-            assert cpus <= total_cpus and memory_mb <= total_memory_mb, f"node {node_id} over its total: {after}"
+        for node_id, held in after.items():
+            assert held.fits_in(self.node_total[node_id]), f"node {node_id} over its total: {after}"
         quiet = settled and before == after and held_before == held_after and started == held_before and not ended
         return {"quiet": quiet, "db": after, "ray": ray_used, "jobs": sorted(held_after)}
 

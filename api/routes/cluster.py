@@ -7,9 +7,8 @@ from fastapi import APIRouter
 from api.deps import ServiceDep, SettingsDep
 from api.schemas import (Capacity, ErrorResponse, NodeListResponse, NodeOut, PartitionListResponse, PartitionOut,
                          QueueSummary)
-from cluster.nodes import PARTITION_LABEL
 from conductor import jobs, partitions
-from conductor.db.repository import NodeInfo
+from conductor.resources import PARTITION_LABEL, Node, Resources
 from conductor.service import JobService
 
 router = APIRouter(prefix="/api", tags=["cluster"])
@@ -17,23 +16,23 @@ _ERRORS = {503: {"model": ErrorResponse}}
 DEFAULT_PARTITION = jobs.DEFAULT_PARTITION
 
 
-def _partition_of(node: NodeInfo) -> str:
+def _partition_of(node: Node) -> str:
     return str(node.labels.get(PARTITION_LABEL) or DEFAULT_PARTITION)
 
 
-def _node_out(node: NodeInfo, used: tuple[int, int]) -> NodeOut:
-    cpus, memory_mb = used
+def _capacity(total: int, allocated: int) -> Capacity:
+    return Capacity(total=total, allocated=allocated, free=max(0, total - allocated))
+
+
+def _node_out(node: Node, used: Resources) -> NodeOut:
     return NodeOut(name=node.name, ray_node_id=node.ray_node_id, state="up" if node.alive else "down",
                    partition=_partition_of(node), labels={k: str(v) for k, v in node.labels.items()},
-                   cpus=Capacity(total=node.total_cpus, allocated=cpus, free=max(0, node.total_cpus - cpus)),
-                   memory_mb=Capacity(total=node.total_memory_mb, allocated=memory_mb,
-                                      free=max(0, node.total_memory_mb - memory_mb)),
-                   gpus=node.total_gpus)
+                   cpus=_capacity(node.capacity.cpus, used.cpus),
+                   memory_mb=_capacity(node.capacity.memory_mb, used.memory_mb), gpus=node.capacity.gpus)
 
 
 def _nodes(service: JobService) -> list[NodeOut]:
-    used = service.repository.unreleased_by_node()
-    return [_node_out(node, used.get(node.ray_node_id, (0, 0))) for node in service.repository.nodes(alive_only=False)]
+    return [_node_out(node, used) for node, used in service.nodes()]
 
 
 @router.get("/nodes", response_model=NodeListResponse, responses=_ERRORS, summary="Nodes and their capacity")
@@ -49,7 +48,7 @@ def list_partitions(service: ServiceDep, settings: SettingsDep) -> PartitionList
     With PARTITION_ keys configured, those partitions and the nodes each covers (a node may be in
     several); otherwise (open partitions) up nodes grouped by their conductor.io/partition label."""
     counts: dict[tuple[str, str], int] = {}
-    for state, _reason, partition, count, _cpus in service.repository.active_summary():
+    for state, _reason, partition, count, _cpus in service.queue_summary():
         counts[state, partition] = counts.get((state, partition), 0) + count
     up = [node for node in _nodes(service) if node.state == "up"]
     if not settings.partitions:
@@ -85,11 +84,11 @@ def _partition_out(partition: partitions.Partition, nodes: list[NodeOut],
 def queue_summary(service: ServiceDep) -> QueueSummary:
     """How many jobs wait and run, the CPUs they ask for and hold, and why the pending ones wait."""
     summary = QueueSummary(pending_jobs=0, running_jobs=0, pending_cpus=0, running_cpus=0, pending_by_reason={})
-    for state, reason, _partition, count, cpus in service.repository.active_summary():
+    for state, reason, _partition, count, cpus in service.queue_summary():
         if state == jobs.JobState.PENDING.value:
             summary.pending_jobs += count
             summary.pending_cpus += cpus
-            summary.pending_by_reason[reason] = summary.pending_by_reason.get(reason, 0) + count
+            summary.pending_by_reason[reason.value] = summary.pending_by_reason.get(reason.value, 0) + count
         else:
             summary.running_jobs += count
             summary.running_cpus += cpus

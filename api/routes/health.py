@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from api.deps import ServiceDep, SettingsDep
 from api.errors import RETRY_AFTER_S
 from api.schemas import HealthResponse
-from cluster.status import scheduler_status
+from conductor.scheduler.handle import status as scheduler_status
 from conductor.exceptions import ServiceUnavailable
 from conductor.service import JobService
 

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 
-from conductor.db.repository import translate_errors
+from conductor.db.errors import translate_errors
 from conductor.exceptions import SchedulerBusy
 
 #: The advisory lock key: "cond" in ASCII.

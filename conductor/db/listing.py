@@ -17,7 +17,8 @@ from sqlalchemy import Engine, Select, select
 
 from conductor import jobs
 from conductor.db.models import JobRow
-from conductor.db.repository import job_from_row, translate_errors
+from conductor.db.errors import translate_errors
+from conductor.db.repository import job_from_row
 from conductor.db.session import make_sessionmaker
 
 DEFAULT_LIMIT = 100

@@ -36,7 +36,10 @@ class JobRow(Base):
     requeue: Mapped[bool] = mapped_column(Boolean, default=True)
     restart_count: Mapped[int] = mapped_column(Integer, default=0)
     state: Mapped[str] = mapped_column(String(32))
+    #: Slurm's reason code (jobs.Reason): why it waits or how it ended.
     reason: Mapped[str] = mapped_column(Text, default="None")
+    #: Free text about the reason (which node left, what failed to launch); "" when there is none.
+    reason_message: Mapped[str] = mapped_column(Text, default="", server_default="")
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     signal: Mapped[int | None] = mapped_column(Integer, nullable=True)
     submit_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -121,6 +124,8 @@ class NodeRow(Base):
     total_memory_mb: Mapped[int] = mapped_column(BigInteger)
     total_gpus: Mapped[int] = mapped_column(Integer, default=0)
     labels: Mapped[dict] = mapped_column(JSON, default=dict)
+    #: The partitions the node serves, as the scheduler decided from the configuration; None: every one.
+    partitions: Mapped[list | None] = mapped_column(JSON, nullable=True)
     alive: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

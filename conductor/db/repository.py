@@ -8,40 +8,20 @@ Driver errors become conductor's own exceptions here and nowhere else.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from types import SimpleNamespace
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, select, text, update
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 
 from conductor import jobs
+from conductor.db.errors import translate_errors
 from conductor.db.models import AllocationRow, JobRow, NodeRow
 from conductor.db.session import make_sessionmaker
-from conductor.exceptions import DatabaseUnavailable, JobNotFound
-
-
-@contextlib.contextmanager
-def translate_errors() -> Iterator[None]:
-    """Turn a lost or refused database connection into DatabaseUnavailable."""
-    try:
-        yield
-    except PoolTimeoutError as exc:  # every pooled connection busy: overloaded, try again later
-        raise DatabaseUnavailable(f"no free database connection: {exc}") from exc
-    except OperationalError as exc:
-        raise DatabaseUnavailable(_first_line(exc)) from exc
-    except DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise DatabaseUnavailable(_first_line(exc)) from exc
-        raise
-
-
-def _first_line(exc: DBAPIError) -> str:
-    text = str(exc.orig if exc.orig is not None else exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+from conductor.exceptions import JobNotFound
+from conductor.resources import Allocation, Node, Resources
 
 
 def utcnow() -> datetime:
@@ -55,48 +35,12 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=timezone.utc)
 
 
-@dataclass(frozen=True)
-class Start:
-    """The scheduler's decision to run one job on one node."""
-
-    job_id: int
-    node_name: str
-    ray_node_id: str
-    cpus: int
-    memory_mb: int
-    gpus: int = 0
-    #: The other nodes of a multi-node job, as (node name, Ray node id); each holds the same.
-    more_nodes: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def all_nodes(self) -> list[tuple[str, str]]:
-        return [(self.node_name, self.ray_node_id), *self.more_nodes]
+#: A reason's message is cut to this many characters when stored (the one place it is cut).
+MAX_REASON_MESSAGE = 500
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """How a run ended, as the scheduler records it."""
-
-    state: jobs.JobState
-    reason: str
-    exit_code: int | None = None
-    signal: int | None = None
-    cpu_time_user_s: float | None = None
-    cpu_time_system_s: float | None = None
-    max_rss_kb: int | None = None
-
-
-@dataclass(frozen=True)
-class NodeInfo:
-    """A node's capacity as stored for the API (the scheduler owns live accounting)."""
-
-    name: str
-    ray_node_id: str
-    total_cpus: int
-    total_memory_mb: int
-    total_gpus: int
-    labels: dict
-    alive: bool
+def _message(text: str) -> str:
+    return text[:MAX_REASON_MESSAGE]
 
 
 class JobRepository:
@@ -176,12 +120,6 @@ class JobRepository:
             return session.execute(delete(JobRow).where(JobRow.id.in_(list(job_ids)),
                                                         JobRow.state == jobs.JobState.PENDING.value)).rowcount
 
-    def delete_pending(self, job_id: int) -> bool:
-        """Remove a job that never left PENDING (its enqueue failed); reports whether it matched."""
-        with self._session() as session:
-            return bool(session.execute(
-                delete(JobRow).where(JobRow.id == job_id, JobRow.state == jobs.JobState.PENDING.value)).rowcount)
-
     def get(self, job_id: int) -> jobs.Job:
         with self._session() as session:
             row = session.get(JobRow, job_id)
@@ -226,57 +164,65 @@ class JobRepository:
 
     # -- scheduler transitions ----------------------------------------------------------
 
-    def start_jobs(self, starts: Sequence[Start]) -> set[int]:
-        """PENDING -> RUNNING plus an allocation row, for each start, in one transaction.
+    def start_jobs(self, allocations: Sequence[Allocation]) -> set[int]:
+        """PENDING -> RUNNING plus one allocation row per node, for each allocation, in one transaction.
 
         Returns the ids that were still PENDING (and so were started).
         """
         started: set[int] = set()
         now = utcnow()
         with self._session() as session:
-            for start in starts:
+            for allocation in allocations:
                 matched = session.execute(
                     update(JobRow)
-                    .where(JobRow.id == start.job_id, JobRow.state == jobs.JobState.PENDING.value)
-                    .values(state=jobs.JobState.RUNNING.value, reason=jobs.Reason.NONE, start_time=now,
-                            end_time=None, node_name=start.node_name,
-                            node_list=",".join(name for name, _ in start.all_nodes))
+                    .where(JobRow.id == allocation.job_id, JobRow.state == jobs.JobState.PENDING.value)
+                    .values(state=jobs.JobState.RUNNING.value, reason=jobs.Reason.NONE.value, reason_message="",
+                            start_time=now, end_time=None, node_name=allocation.first.name,
+                            node_list=",".join(allocation.node_names))
                 ).rowcount
                 if matched:
-                    for node_name, ray_node_id in start.all_nodes:
+                    per_node = allocation.per_node
+                    for node in allocation.nodes:
                         session.add(AllocationRow(
-                            job_id=start.job_id, node_name=node_name, ray_node_id=ray_node_id,
-                            allocated_cpus=start.cpus, allocated_memory_mb=start.memory_mb,
-                            allocated_gpus=start.gpus, released=False, allocated_at=now))
-                    started.add(start.job_id)
+                            job_id=allocation.job_id, node_name=node.name, ray_node_id=node.ray_node_id,
+                            allocated_cpus=per_node.cpus, allocated_memory_mb=per_node.memory_mb,
+                            allocated_gpus=per_node.gpus, released=False, allocated_at=now))
+                    started.add(allocation.job_id)
         return started
 
-    def finish_job(self, job_id: int, outcome: Outcome) -> bool:
+    def finish_job(self, job_id: int, ending: jobs.Ending) -> bool:
         """RUNNING -> a final state, end time, allocation released: one transaction."""
         now = utcnow()
+        usage = ending.usage
         with self._session() as session:
             matched = session.execute(
                 update(JobRow)
                 .where(JobRow.id == job_id, JobRow.state == jobs.JobState.RUNNING.value)
-                .values(state=outcome.state.value, reason=outcome.reason, exit_code=outcome.exit_code,
-                        signal=outcome.signal, end_time=now, cpu_time_user_s=outcome.cpu_time_user_s,
-                        cpu_time_system_s=outcome.cpu_time_system_s, max_rss_kb=outcome.max_rss_kb)
+                .values(state=ending.state.value, reason=ending.reason.value, reason_message=_message(ending.message),
+                        exit_code=ending.exit_code, signal=ending.signal, end_time=now,
+                        cpu_time_user_s=usage.cpu_time_user_s, cpu_time_system_s=usage.cpu_time_system_s,
+                        max_rss_kb=usage.max_rss_kb)
             ).rowcount
             _release(session, job_id, now)
             return bool(matched)
 
-    def requeue_running(self, job_id: int, reason: str) -> bool:
-        """RUNNING -> PENDING (restart count + 1), allocation released: one transaction."""
+    def requeue_running(self, job_id: int, message: str) -> jobs.Job | None:
+        """RUNNING -> PENDING (restart count + 1, reason Requeued), allocation released: one transaction.
+
+        Returns the job as it is now PENDING, or None when it was not RUNNING.
+        """
         now = utcnow()
         with self._session() as session:
-            matched = session.execute(
+            row = session.scalars(
                 update(JobRow)
                 .where(JobRow.id == job_id, JobRow.state == jobs.JobState.RUNNING.value)
-                .values(state=jobs.JobState.PENDING.value, reason=reason, start_time=None, node_name=None,
+                .values(state=jobs.JobState.PENDING.value, reason=jobs.Reason.REQUEUED.value,
+                        reason_message=_message(message), start_time=None, node_name=None,
                         cancel_requested=False, restart_count=JobRow.restart_count + 1)
-            ).rowcount
+                .returning(JobRow)
+                .execution_options(synchronize_session=False)).one_or_none()
             _release(session, job_id, now)
-            return bool(matched)
+            return None if row is None else job_from_row(row)
 
     def cancel_pending(self, job_ids: Sequence[int]) -> list[int]:
         """PENDING -> CANCELLED for each id still pending; returns those ids."""
@@ -285,8 +231,8 @@ class JobRepository:
             ids = list(session.scalars(
                 update(JobRow)
                 .where(JobRow.id.in_(list(job_ids)), JobRow.state == jobs.JobState.PENDING.value)
-                .values(state=jobs.JobState.CANCELLED.value, reason=jobs.Reason.NONE, end_time=now, exit_code=0,
-                        signal=0)
+                .values(state=jobs.JobState.CANCELLED.value, reason=jobs.Reason.NONE.value, reason_message="",
+                        end_time=now, exit_code=0, signal=0)
                 .returning(JobRow.id)))
         return ids
 
@@ -302,12 +248,12 @@ class JobRepository:
     def set_hold(self, job_ids: Sequence[int], hold: str | None) -> list[int]:
         """Hold (``"user"``/``"admin"``) or release (None) PENDING jobs; returns the ids changed."""
         condition = JobRow.hold.is_(None) if hold else JobRow.hold.is_not(None)
-        reason = {None: jobs.Reason.NONE, "user": jobs.Reason.HELD_USER, "admin": jobs.Reason.HELD_ADMIN}[hold]
+        reason = {None: jobs.Reason.NONE, "user": jobs.Reason.HELD_USER, "admin": jobs.Reason.HELD_ADMIN}[hold].value
         with self._session() as session:
             return list(session.scalars(
                 update(JobRow)
                 .where(JobRow.id.in_(list(job_ids)), JobRow.state == jobs.JobState.PENDING.value, condition)
-                .values(hold=hold, reason=reason)
+                .values(hold=hold, reason=reason, reason_message="")
                 .returning(JobRow.id)))
 
     def requeue_ended(self, job_ids: Sequence[int]) -> list[int]:
@@ -317,13 +263,14 @@ class JobRepository:
             return list(session.scalars(
                 update(JobRow)
                 .where(JobRow.id.in_(list(job_ids)), JobRow.state.in_(terminal))
-                .values(state=jobs.JobState.PENDING.value, reason=jobs.Reason.REQUEUED, start_time=None,
+                .values(state=jobs.JobState.PENDING.value, reason=jobs.Reason.REQUEUED.value, reason_message="",
+                        start_time=None,
                         end_time=None, exit_code=None, signal=None, node_name=None, cancel_requested=False,
                         restart_count=JobRow.restart_count + 1)
                 .returning(JobRow.id)))
 
-    def set_pending_reasons(self, reasons: dict[str, Sequence[int]]) -> None:
-        """Record why pending jobs wait: one UPDATE per reason."""
+    def set_pending_reasons(self, reasons: Mapping[jobs.Reason, Sequence[int]], message: str = "") -> None:
+        """Record why pending jobs wait: one UPDATE per reason (``message``, if any, for all of them)."""
         if not any(reasons.values()):
             return
         with self._session() as session:
@@ -332,7 +279,7 @@ class JobRepository:
                     session.execute(
                         update(JobRow)
                         .where(JobRow.id.in_(list(ids)), JobRow.state == jobs.JobState.PENDING.value)
-                        .values(reason=reason))
+                        .values(reason=jobs.Reason(reason).value, reason_message=_message(message)))
 
     # -- allocations and nodes ----------------------------------------------------------
 
@@ -345,23 +292,29 @@ class JobRepository:
                 .where(JobRow.start_time.is_not(None), JobRow.end_time >= since)).all()
             return [(account, int(total), _aware(start), _aware(end)) for account, total, start, end in rows]
 
-    def unreleased_by_node(self) -> dict[str, tuple[int, int]]:
-        """ray_node_id -> (CPUs, memory MB) held by unreleased allocation rows."""
+    def unreleased_by_node(self) -> dict[str, Resources]:
+        """ray_node_id -> what unreleased allocation rows hold there."""
         with self._session() as session:
             rows = session.execute(
                 select(AllocationRow.ray_node_id, func.sum(AllocationRow.allocated_cpus),
-                       func.sum(AllocationRow.allocated_memory_mb))
+                       func.sum(AllocationRow.allocated_memory_mb), func.sum(AllocationRow.allocated_gpus))
                 .where(AllocationRow.released.is_(False))
                 .group_by(AllocationRow.ray_node_id)).all()
-            return {node: (int(cpus or 0), int(mem or 0)) for node, cpus, mem in rows}
+            return {node: Resources(int(cpus or 0), int(mem or 0), int(gpus or 0)) for node, cpus, mem, gpus in rows}
 
-    def unreleased_allocations(self) -> list[jobs.Allocation]:
-        """Every allocation still held, oldest first."""
+    def unreleased_allocations(self) -> list[Allocation]:
+        """Every allocation still held, one per job (its nodes in allocation order), oldest first."""
         with self._session() as session:
-            rows = session.scalars(select(AllocationRow).where(AllocationRow.released.is_(False))
-                                   .order_by(AllocationRow.id))
-            return [jobs.Allocation(r.job_id, r.node_name, r.ray_node_id, r.allocated_cpus, r.allocated_memory_mb,
-                                    r.allocated_gpus) for r in rows]
+            rows = session.execute(
+                select(AllocationRow, NodeRow).outerjoin(NodeRow, NodeRow.name == AllocationRow.node_name)
+                .where(AllocationRow.released.is_(False)).order_by(AllocationRow.id)).all()
+            nodes: dict[int, list[Node]] = {}
+            per_node: dict[int, Resources] = {}
+            for allocation, node in rows:
+                nodes.setdefault(allocation.job_id, []).append(_allocated_node(allocation, node))
+                per_node[allocation.job_id] = Resources(allocation.allocated_cpus, allocation.allocated_memory_mb,
+                                                        allocation.allocated_gpus)
+            return [Allocation(job_id, tuple(held), per_node[job_id]) for job_id, held in nodes.items()]
 
     def release_orphaned_allocations(self) -> int:
         """Release allocation rows whose job is no longer RUNNING (repair after a crash)."""
@@ -373,33 +326,35 @@ class JobRepository:
                 .where(AllocationRow.released.is_(False), AllocationRow.job_id.not_in(running))
                 .values(released=True, released_at=now)).rowcount
 
-    def replace_nodes(self, nodes: Sequence[NodeInfo]) -> None:
+    def replace_nodes(self, nodes: Sequence[Node]) -> None:
         """Record the live node set: listed nodes alive, all others not."""
         now = utcnow()
         with self._session() as session:
             session.execute(update(NodeRow).values(alive=False, updated_at=now))
             for node in nodes:
-                session.merge(NodeRow(name=node.name, ray_node_id=node.ray_node_id, total_cpus=node.total_cpus,
-                                      total_memory_mb=node.total_memory_mb, total_gpus=node.total_gpus,
-                                      labels=node.labels, alive=node.alive, updated_at=now))
+                capacity = node.capacity
+                session.merge(NodeRow(
+                    name=node.name, ray_node_id=node.ray_node_id, total_cpus=capacity.cpus,
+                    total_memory_mb=capacity.memory_mb, total_gpus=capacity.gpus, labels=dict(node.labels),
+                    partitions=None if node.partitions is None else sorted(node.partitions), alive=node.alive,
+                    updated_at=now))
 
-    def nodes(self, *, alive_only: bool = True) -> list[NodeInfo]:
+    def nodes(self, *, alive_only: bool = True) -> list[Node]:
         with self._session() as session:
             query = select(NodeRow).order_by(NodeRow.name)
             if alive_only:
                 query = query.where(NodeRow.alive.is_(True))
-            return [NodeInfo(row.name, row.ray_node_id, row.total_cpus, row.total_memory_mb, row.total_gpus,
-                             dict(row.labels or {}), row.alive) for row in session.scalars(query)]
+            return [_node_from_row(row) for row in session.scalars(query)]
 
-    def active_summary(self) -> list[tuple[str, str, str, int, int]]:
-        """(state, reason, partition, jobs, CPUs) for PENDING and RUNNING jobs: the queue at a glance."""
+    def active_summary(self) -> list[tuple[str, jobs.Reason, str, int, int]]:
+        """(state, reason, partition, jobs, CPUs over all their nodes) for PENDING and RUNNING jobs."""
         active = (jobs.JobState.PENDING.value, jobs.JobState.RUNNING.value)
-        cpus = JobRow.cpus_per_task * JobRow.ntasks_per_node
+        cpus = JobRow.cpus_per_task * JobRow.ntasks_per_node * JobRow.nodes
         with self._session() as session:
             rows = session.execute(
                 select(JobRow.state, JobRow.reason, JobRow.partition, func.count(), func.sum(cpus))
                 .where(JobRow.state.in_(active)).group_by(JobRow.state, JobRow.reason, JobRow.partition)).all()
-            return [(state, reason, partition, int(count), int(total or 0))
+            return [(state, jobs.Reason(reason), partition, int(count), int(total or 0))
                     for state, reason, partition, count, total in rows]
 
     def ping(self) -> None:
@@ -415,6 +370,19 @@ def _release(session: Session, job_id: int, now: datetime) -> None:
         .values(released=True, released_at=now))
 
 
+def _node_from_row(row: NodeRow) -> Node:
+    partitions = None if row.partitions is None else frozenset(row.partitions)
+    return Node(row.ray_node_id, row.name, Resources(row.total_cpus, row.total_memory_mb, row.total_gpus),
+                dict(row.labels or {}), partitions, row.alive)
+
+
+def _allocated_node(allocation: AllocationRow, node: NodeRow | None) -> Node:
+    """The node of an allocation row, with its capacity when the node is known under that id."""
+    if node is not None and node.ray_node_id == allocation.ray_node_id:
+        return _node_from_row(node)
+    return Node(allocation.ray_node_id, allocation.node_name, Resources(), alive=False)
+
+
 def _values_from_spec(spec: jobs.JobSpec, submit_time: datetime) -> dict:
     """The column values of a new PENDING jobs row (id and output paths come once the id is known)."""
     return dict(
@@ -423,7 +391,7 @@ def _values_from_spec(spec: jobs.JobSpec, submit_time: datetime) -> dict:
         cpus_per_task=spec.cpus_per_task, ntasks_per_node=spec.ntasks_per_node,
         memory_per_node_mb=spec.memory_per_node_mb, time_limit_s=spec.time_limit_s, priority=spec.priority,
         nice=spec.nice, requeue=spec.requeue, restart_count=0, state=jobs.JobState.PENDING.value,
-        reason=jobs.Reason.NONE, submit_time=submit_time, stdout_pattern=spec.stdout_pattern,
+        reason=jobs.Reason.NONE.value, reason_message="", submit_time=submit_time, stdout_pattern=spec.stdout_pattern,
         stderr_pattern=spec.stderr_pattern, stdout_path="", stderr_path="", hold=spec.hold,
         begin_time=spec.begin_time, dependency=spec.dependency, array_job_id=spec.array_job_id,
         array_task_id=spec.array_task_id, array_max_running=spec.array_max_running, cancel_requested=False,
@@ -475,10 +443,12 @@ def job_from_row(row: JobRow) -> jobs.Job:
         hold=row.hold, begin_time=_aware(row.begin_time), dependency=row.dependency,
         array_job_id=row.array_job_id, array_task_id=row.array_task_id, array_max_running=row.array_max_running,
         nodes=row.nodes or 1, gpus_per_node=row.gpus_per_node or 0)
+    usage = jobs.Usage(row.cpu_time_user_s, row.cpu_time_system_s, row.max_rss_kb)
     return jobs.Job(
-        id=row.id, spec=spec, state=jobs.JobState(row.state), reason=row.reason,
+        id=row.id, spec=spec, state=jobs.JobState(row.state), reason=jobs.Reason(row.reason),
+        reason_message=row.reason_message or "",
         submit_time=_aware(row.submit_time), start_time=_aware(row.start_time), end_time=_aware(row.end_time),
         exit_code=row.exit_code, signal=row.signal, node_name=row.node_name, node_list=row.node_list,
         stdout_path=row.stdout_path,
-        stderr_path=row.stderr_path, restart_count=row.restart_count, cpu_time_user_s=row.cpu_time_user_s,
-        cpu_time_system_s=row.cpu_time_system_s, max_rss_kb=row.max_rss_kb, cancel_requested=row.cancel_requested)
+        stderr_path=row.stderr_path, restart_count=row.restart_count, usage=usage,
+        cancel_requested=row.cancel_requested)

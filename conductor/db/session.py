@@ -10,6 +10,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from conductor.db.errors import translate_errors
+
 _MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 #: SQLite waits this long for a writer in another process before "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -54,8 +56,6 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision (idempotent)."""
-    from conductor.db.repository import translate_errors
-
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS_DIR))
     with translate_errors(), engine.begin() as connection:

@@ -1,65 +1,68 @@
-"""Node discovery: Ray's alive nodes as conductor sees them (name, CPUs, memory, GPUs, labels)."""
+"""Node discovery: Ray's alive nodes as conductor's Nodes (name, capacity, labels, partitions)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import asyncio
+from typing import Sequence
 
 import ray
 
-from conductor import partitions
+from conductor import partitions as partition_config
+from conductor.partitions import Partition
+from conductor.resources import NODE_NAME_LABEL, Allocation, Node, Resources
 
-#: A node label that names the node for conductor (overrides Ray's NodeName).
-NODE_NAME_LABEL = "conductor.io/node-name"
-#: A node label that puts the node in a partition (ray start --labels conductor.io/partition=gpu).
-PARTITION_LABEL = partitions.PARTITION_LABEL
 _MIB = 1024 * 1024
+#: How often a job whose worker died checks whether its node died too.
+DEATH_POLL_S = 0.5
 
 
-@dataclass(frozen=True)
-class RayNode:
-    """An alive Ray node's totals.  Memory is Ray's logical ``memory`` resource."""
+def alive_nodes(configured: Sequence[Partition], *, local_node_id: str = "", local_name: str = "") -> list[Node]:
+    """Every alive Ray node; the node with ``local_node_id`` is called ``local_name``.
 
-    ray_node_id: str
-    name: str
-    total_cpus: int
-    total_memory_mb: int
-    total_gpus: int = 0
-    labels: dict = field(default_factory=dict)
-
-
-def alive_nodes(*, local_node_id: str = "", local_name: str = "") -> list[RayNode]:
-    """Every alive Ray node; the node with ``local_node_id`` is called ``local_name``."""
-    found = []
-    for info in ray.nodes():
-        if not info.get("Alive"):
-            continue
-        found.append(_to_node(info, local_node_id, local_name))
-    return _unique_names(found)
+    Memory is Ray's logical ``memory`` resource; a node's partitions come from the configuration
+    (by name, or by its ``conductor.io/partition`` label).
+    """
+    found = [_to_node(info, local_node_id, local_name) for info in ray.nodes() if info.get("Alive")]
+    return [Node(n.ray_node_id, n.name, n.capacity, n.labels,
+                 partition_config.memberships(configured, n.name, n.labels)) for n in _unique_names(found)]
 
 
-def _to_node(info: dict, local_node_id: str, local_name: str) -> RayNode:
+def alive_ids() -> set[str]:
+    return {info["NodeID"] for info in ray.nodes() if info.get("Alive")}
+
+
+async def lost_node_of(allocation: Allocation, grace_s: float) -> str:
+    """The name of a node of ``allocation`` that Ray reports dead within ``grace_s``, else ""."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace_s
+    while True:
+        alive = alive_ids()
+        lost = [node.name for node in allocation.nodes if node.ray_node_id not in alive]
+        if lost:
+            return lost[0]
+        if loop.time() >= deadline:
+            return ""
+        await asyncio.sleep(DEATH_POLL_S)
+
+
+def _to_node(info: dict, local_node_id: str, local_name: str) -> Node:
     resources = info.get("Resources", {})
     labels = dict(info.get("Labels") or {})
     node_id = info["NodeID"]
     name = labels.get(NODE_NAME_LABEL) or (local_name if node_id == local_node_id and local_name else "")
-    return RayNode(
-        ray_node_id=node_id,
-        name=name or info.get("NodeName") or node_id[:12],
-        total_cpus=int(resources.get("CPU", 0)),
-        total_memory_mb=int(resources.get("memory", 0) // _MIB),
-        total_gpus=int(resources.get("GPU", 0)),
-        labels={k: v for k, v in labels.items() if not k.startswith("ray.io/")},
-    )
+    capacity = Resources(int(resources.get("CPU", 0)), int(resources.get("memory", 0) // _MIB),
+                         int(resources.get("GPU", 0)))
+    return Node(node_id, name or info.get("NodeName") or node_id[:12], capacity,
+                {k: v for k, v in labels.items() if not k.startswith("ray.io/")})
 
 
-def _unique_names(nodes: list[RayNode]) -> list[RayNode]:
+def _unique_names(nodes: list[Node]) -> list[Node]:
     """Several Ray nodes on one host share an IP NodeName: suffix all but the first with the node id."""
     seen: set[str] = set()
     result = []
     for node in sorted(nodes, key=lambda n: (n.name, n.ray_node_id)):
         if node.name in seen:
-            node = RayNode(node.ray_node_id, f"{node.name}-{node.ray_node_id[:8]}", node.total_cpus,
-                           node.total_memory_mb, node.total_gpus, node.labels)
+            node = Node(node.ray_node_id, f"{node.name}-{node.ray_node_id[:8]}", node.capacity, node.labels)
         seen.add(node.name)
         result.append(node)
     return result

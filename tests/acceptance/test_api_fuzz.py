@@ -8,8 +8,8 @@ from schemathesis import checks
 from hypothesis import HealthCheck, given, settings
 
 from api.app import create_app
-from conductor.db.repository import NodeInfo
 from conductor.service import JobService
+from tests.helpers import node
 
 #: Examples per operation: enough to find a crash, bounded so the suite stays fast.
 EXAMPLES_PER_OPERATION = 30
@@ -24,7 +24,7 @@ CHECKS = [checks.not_a_server_error, checks.status_code_conformance, checks.cont
 def api_schema(settings_factory, tmp_path):
     conductor_settings = settings_factory("sqlite-embedded")
     service = JobService.from_settings(conductor_settings)
-    service.repository.replace_nodes([NodeInfo("n1", "ray-n1", 32, 65536, 0, {}, True)])
+    service.repository.replace_nodes([node("n1", 32, 65536, 0, {}, ray_node_id="ray-n1")])
     service.submit(_a_job(tmp_path))  # something for the read routes to find
     return schemathesis.openapi.from_asgi("/openapi.json", create_app(conductor_settings, service=service))
 

@@ -14,9 +14,9 @@ from sqlalchemy import text
 from api.app import create_app
 from conductor.auth import TokenStore
 from conductor.config import Settings
-from conductor.db.repository import NodeInfo
 from conductor.exceptions import ConfigError
 from conductor.service import JobService
+from tests.helpers import node
 
 CONDUCTOR = str(Path(sys.executable).with_name("conductor"))
 
@@ -29,7 +29,7 @@ def _body(**job: object) -> dict:
 def secured(settings_factory, backend) -> Iterator[dict]:
     settings = settings_factory(backend, auth="token")
     service = JobService.from_settings(settings)
-    service.repository.replace_nodes([NodeInfo("n1", "ray-n1", 32, 65536, 0, {}, True)])
+    service.repository.replace_nodes([node("n1", 32, 65536, 0, {}, ray_node_id="ray-n1")])
     store = TokenStore(service.repository.engine)
     tokens = {"alice": store.create("alice", accounts=["physics"]), "bob": store.create("bob"),
               "root": store.create("root", admin=True)}

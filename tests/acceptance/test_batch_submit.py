@@ -13,9 +13,8 @@ from api.schemas import MAX_BATCH_JOBS
 from conductor import queue
 from conductor.config import Settings
 from conductor.db.models import JobRow, QueueEntryRow
-from conductor.db.repository import NodeInfo
 from conductor.service import NODES_MAX_AGE_S, JobService
-from tests.helpers import wait_for
+from tests.helpers import node, wait_for
 
 
 def _item(name: str, **job: object) -> dict:
@@ -53,7 +52,7 @@ def test_batch_returns_ids_in_request_order_all_pending_and_queued(client: TestC
     assert [stored[i].spec.name for i in ids] == [f"job-{i}" for i in range(5)]
     assert all(job.state.value == "PENDING" for job in stored.values())
     assert stored[ids[2]].stdout_path == f"/tmp/out-job-2-{ids[2]}.txt"
-    assert stored[ids[2]].spec.total_cpus == 4
+    assert stored[ids[2]].spec.per_node.cpus == 4
     assert stored[ids[0]].stdout_path == f"{settings.state_dir}/conductor-{ids[0]}.out"
     assert _queued_ids(settings, client.service) == ids  # type: ignore[attr-defined]
     single = client.post("/api/jobs/submit", json=_item("after")).json()["job_id"]
@@ -107,7 +106,7 @@ def test_a_node_that_joins_is_seen_by_submissions_within_the_node_list_age(clien
     big = {"jobs": [_item("big", cpus_per_task=64)]}
     assert client.post("/api/jobs/batch", json=big).status_code == 422  # the node list is now fresh
     client.service.repository.replace_nodes([  # type: ignore[attr-defined]
-        NodeInfo("n1", "ray-n1", 32, 65536, 0, {}, True), NodeInfo("n2", "ray-n2", 64, 65536, 0, {}, True)])
+        node("n1", 32, 65536, 0, {}, ray_node_id="ray-n1"), node("n2", 64, 65536, 0, {}, ray_node_id="ray-n2")])
     wait_for(lambda: client.post("/api/jobs/batch", json=big).status_code == 200,
              timeout_s=NODES_MAX_AGE_S + 5)
 

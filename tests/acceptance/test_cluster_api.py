@@ -5,18 +5,18 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from conductor.db.repository import NodeInfo, Start
+from conductor.resources import Allocation, Resources
 from conductor.service import JobService
-from tests.helpers import spec
+from tests.helpers import allocation, node, spec
 
 
 def test_nodes_partitions_and_queue_summary(settings) -> None:
     service = JobService.from_settings(settings)
     service.repository.replace_nodes([
-        NodeInfo("n1", "ray-n1", 32, 65536, 0, {}, True),
-        NodeInfo("g1", "ray-g1", 8, 16384, 2, {"conductor.io/partition": "gpu"}, True)])
+        node("n1", 32, 65536, 0, {}, ray_node_id="ray-n1"),
+        node("g1", 8, 16384, 2, {"conductor.io/partition": "gpu"}, ray_node_id="ray-g1")])
     running = service.submit(spec("true", cpus_per_task=4, memory_per_node_mb=1024)).id
-    service.repository.start_jobs([Start(running, "n1", "ray-n1", 4, 1024)])
+    service.repository.start_jobs([allocation(running, 4, 1024)])
     service.submit(spec("true", cpus_per_task=2))
     service.submit(spec("true", cpus_per_task=3, hold="user"))
     service.repository.set_pending_reasons({"Resources": [running + 1], "JobHeldUser": [running + 2]})
@@ -32,10 +32,27 @@ def test_nodes_partitions_and_queue_summary(settings) -> None:
         summary = client.get("/api/queue").json()
         assert summary == {"pending_jobs": 2, "running_jobs": 1, "pending_cpus": 5, "running_cpus": 4,
                            "pending_by_reason": {"Resources": 1, "JobHeldUser": 1}}
-        service.repository.replace_nodes([NodeInfo("n1", "ray-n1", 32, 65536, 0, {}, True)])
+        service.repository.replace_nodes([node("n1", 32, 65536, 0, {}, ray_node_id="ray-n1")])
         assert {n["name"]: n["state"] for n in client.get("/api/nodes").json()["nodes"]} == {"g1": "down",
                                                                                               "n1": "up"}
         assert [p["name"] for p in client.get("/api/partitions").json()["partitions"]] == ["default"]
+    service.close()
+
+
+def test_cpus_of_multi_node_jobs_count_on_every_node(settings) -> None:
+    """-N 2 -c 3: 6 CPUs in /api/queue (pending and running) and in the job's own cpus."""
+    service = JobService.from_settings(settings)
+    b1, b2 = node("b1", 8, 8192), node("b2", 8, 8192)
+    service.repository.replace_nodes([b1, b2])
+    running = service.submit(spec("true", cpus_per_task=3, nodes=2)).id
+    service.repository.start_jobs([Allocation(running, (b1, b2), Resources(3, 0))])
+    service.submit(spec("true", cpus_per_task=2, ntasks_per_node=2, nodes=2))
+    with TestClient(create_app(settings, service=service)) as client:
+        summary = client.get("/api/queue").json()
+        assert (summary["running_cpus"], summary["pending_cpus"]) == (6, 8)
+        assert client.get(f"/api/jobs/{running}").json()["cpus"] == 6
+        nodes = {n["name"]: n["cpus"]["allocated"] for n in client.get("/api/nodes").json()["nodes"]}
+        assert nodes == {"b1": 3, "b2": 3}
     service.close()
 
 
@@ -48,8 +65,8 @@ def test_configured_partitions_show_their_nodes_limits_and_refuse_what_they_do_n
         partitions.parse("maint", "Nodes=n9 State=DOWN"))})
     service = JobService.from_settings(configured)
     service.repository.replace_nodes([
-        NodeInfo("n1", "ray-n1", 32, 65536, 0, {}, True),
-        NodeInfo("g1", "ray-g1", 8, 16384, 2, {"conductor.io/partition": "gpu"}, True)])
+        node("n1", 32, 65536, 0, {}, ray_node_id="ray-n1"),
+        node("g1", 8, 16384, 2, {"conductor.io/partition": "gpu"}, ray_node_id="ray-g1")])
     with TestClient(create_app(configured, service=service)) as client:
         found = {p["name"]: p for p in client.get("/api/partitions").json()["partitions"]}
         assert (found["batch"]["nodes"], found["batch"]["default"], found["batch"]["max_time_s"]) == (

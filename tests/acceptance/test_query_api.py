@@ -12,9 +12,9 @@ from api.app import create_app
 from conductor import jobs
 from conductor.config import Settings
 from conductor.db.listing import MAX_LIMIT
-from conductor.db.repository import Outcome, Start
 from conductor.output import MAX_LIMIT_BYTES
 from conductor.service import JobService
+from tests.helpers import allocation
 
 
 @pytest.fixture
@@ -34,13 +34,13 @@ def _submit(client: TestClient, directory: Path | str = "/tmp", **job: object) -
 
 
 def _start(client: TestClient, job_id: int) -> None:
-    client.service.repository.start_jobs([Start(job_id, "n1", "ray-n1", 1, 0)])  # type: ignore[attr-defined]
+    client.service.repository.start_jobs([allocation(job_id, 1, 0)])  # type: ignore[attr-defined]
 
 
 def _finish(client: TestClient, job_id: int) -> None:
     _start(client, job_id)
     client.service.repository.finish_job(  # type: ignore[attr-defined]
-        job_id, Outcome(jobs.JobState.COMPLETED, jobs.Reason.NONE, exit_code=0))
+        job_id, jobs.Ending(jobs.JobState.COMPLETED, jobs.Reason.NONE, exit_code=0))
 
 
 def _listed(client: TestClient, query: str) -> list[int]:

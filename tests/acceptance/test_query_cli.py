@@ -27,10 +27,10 @@ from api.app import create_app
 from conductor import jobs
 from conductor.config import Settings
 from conductor.db.models import JobRow
-from conductor.db.repository import Outcome, Start
 from conductor.db.session import make_engine
 from conductor.service import JobService
-from tests.helpers import api_answers, free_port, spec, wait_for
+from conductor.resources import Allocation, Resources
+from tests.helpers import allocation, api_answers, free_port, node, spec, wait_for
 
 CONDUCTOR = str(Path(sys.executable).with_name("conductor"))
 QUEUE_HEADER = ["JOBID", "PARTITION", "NAME", "USER", "ACCOUNT", "ST", "TIME", "CPUS", "PRIORITY", "NODE(REASON)"]
@@ -83,7 +83,7 @@ def _submit(server: dict, user: str, **fields: object) -> int:
 
 
 def _start(server: dict, job_id: int, *, ran_s: float = 0) -> None:
-    assert server["service"].repository.start_jobs([Start(job_id, "n1", "ray-n1", 1, 0)]) == {job_id}
+    assert server["service"].repository.start_jobs([allocation(job_id, 1, 0)]) == {job_id}
     if ran_s:
         _set(server["engine"], job_id, start_time=datetime.now().astimezone() - timedelta(seconds=ran_s))
 
@@ -101,7 +101,7 @@ def test_queue_prints_one_header_and_squeue_rows(server: dict) -> None:
     server["service"].repository.set_pending_reasons({jobs.Reason.RESOURCES: [waiting]})
     _start(server, running, ran_s=3665)
     _start(server, done)
-    server["service"].repository.finish_job(done, Outcome(jobs.JobState.COMPLETED, jobs.Reason.NONE, 0))
+    server["service"].repository.finish_job(done, jobs.Ending(jobs.JobState.COMPLETED, jobs.Reason.NONE, exit_code=0))
     lines = _ok(server, "queue", "-u", user).splitlines()
     assert lines[0].split() == QUEUE_HEADER and "\x1b" not in "".join(lines)
     rows = [line.split() for line in lines[1:]]
@@ -136,9 +136,9 @@ def test_history_shows_elapsed_cpu_time_and_max_rss(server: dict) -> None:
     job_id = _submit(server, user, name="train", account="phys", cpus_per_task=2)
     _submit(server, user, name="still-pending")
     _start(server, job_id)
-    server["service"].repository.finish_job(job_id, Outcome(
-        jobs.JobState.FAILED, jobs.Reason.NON_ZERO_EXIT, exit_code=3, cpu_time_user_s=1.5, cpu_time_system_s=0.25,
-        max_rss_kb=2048))
+    server["service"].repository.finish_job(job_id, jobs.Ending(
+        jobs.JobState.FAILED, jobs.Reason.NON_ZERO_EXIT, exit_code=3,
+        usage=jobs.Usage(cpu_time_user_s=1.5, cpu_time_system_s=0.25, max_rss_kb=2048)))
     end = server["service"].get(job_id).end_time
     _set(server["engine"], job_id, start_time=end - timedelta(seconds=65))
     lines = _ok(server, "history", "-u", user).splitlines()
@@ -152,6 +152,22 @@ def test_history_shows_elapsed_cpu_time_and_max_rss(server: dict) -> None:
     assert _ok(server, "history", "-u", user, "--since", tomorrow, "--noheader") == ""
     listed = json.loads(_ok(server, "history", "-j", str(job_id), "-S", "2000-01-01T00:00", "--json"))["jobs"]
     assert [(job["job_id"], job["exit_code"]) for job in listed] == [(job_id, "3:0")]
+
+
+def test_history_counts_every_node_of_a_multi_node_job(server: dict) -> None:
+    """A -N 2 job holding 3 CPUs per node: AllocCPUS 6, CPUTime = Elapsed x 6 (sacct counts the whole job)."""
+    user = _user()
+    job_id = _submit(server, user, name="wide", cpus_per_task=3, nodes=2)
+    b1, b2 = node("b1", 8, 8192), node("b2", 8, 8192)
+    assert server["service"].repository.start_jobs([Allocation(job_id, (b1, b2), Resources(3, 0))]) == {job_id}
+    server["service"].repository.finish_job(job_id, jobs.Ending(jobs.JobState.COMPLETED, jobs.Reason.NONE,
+                                                                exit_code=0))
+    end = server["service"].get(job_id).end_time
+    _set(server["engine"], job_id, start_time=end - timedelta(seconds=10))
+    row = _ok(server, "history", "-u", user, "--noheader").split()
+    assert (row[4], row[9], row[10]) == ("6", "00:00:10", "00:01:00"), row
+    shown = _ok(server, "show", str(job_id))
+    assert "NumNodes=2 NumCPUs=6 NumTasks=2 CPUs/Task=3" in shown
 
 
 def test_show_prints_scontrol_key_values(server: dict) -> None:
@@ -198,7 +214,7 @@ def test_logs_follow_prints_appended_output_until_the_job_ends(server: dict, tmp
         with out.open("a") as handle:
             handle.write("second\n")
         assert follower.poll() is None  # still following: the job runs
-        server["service"].repository.finish_job(job_id, Outcome(jobs.JobState.COMPLETED, jobs.Reason.NONE, 0))
+        server["service"].repository.finish_job(job_id, jobs.Ending(jobs.JobState.COMPLETED, jobs.Reason.NONE, exit_code=0))
         stdout, stderr = follower.communicate(timeout=10)
     finally:
         if follower.poll() is None:
@@ -230,11 +246,10 @@ def test_an_unreachable_api_is_one_line(server: dict) -> None:
 
 
 def test_partitions_prints_sinfo_rows(server: dict) -> None:
-    from conductor.db.repository import NodeInfo
 
     server["service"].repository.replace_nodes([
-        NodeInfo("n1", "ray-n1", 64, 131072, 0, {}, True),
-        NodeInfo("g1", "ray-g1", 8, 16384, 2, {"conductor.io/partition": "gpu"}, True)])
+        node("n1", 64, 131072, 0, {}, ray_node_id="ray-n1"),
+        node("g1", 8, 16384, 2, {"conductor.io/partition": "gpu"}, ray_node_id="ray-g1")])
     lines = _ok(server, "partitions").splitlines()
     assert lines[0].split() == ["PARTITION", "AVAIL", "TIMELIMIT", "NODES", "CPUS(A/I/T)", "MEMORY(A/T)", "GPUS",
                                 "JOBS(R/PD)", "NODELIST"]

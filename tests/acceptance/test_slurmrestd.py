@@ -20,6 +20,7 @@ from conductor import jobs
 from conductor.config import Settings
 from conductor.db.listing import JobFilter
 from conductor.db.models import JobRow
+from tests.helpers import node
 
 VERSIONS = ["v0.0.40", "v0.0.41", "v0.0.42"]
 
@@ -380,7 +381,7 @@ def test_openapi_documents_the_slurm_paths_and_keeps_the_native_ones(client: Tes
 
 def _ended(state: jobs.JobState, exit_code: int | None, signal: int | None, **extra: Any) -> jobs.Job:
     now = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
-    return jobs.Job(id=5, spec=jobs.JobSpec(script="x", time_limit_s=90), state=state, reason="None",
+    return jobs.Job(id=5, spec=jobs.JobSpec(script="x", time_limit_s=90), state=state, reason=jobs.Reason.NONE,
                     submit_time=now, start_time=now, end_time=extra.get("end_time", now + timedelta(seconds=5)),
                     exit_code=exit_code, signal=signal, node_name="n1")
 
@@ -416,10 +417,9 @@ def test_running_job_shows_its_expected_end() -> None:
 ])
 def test_nodes_tasks_and_gpus_map_as_slurm_lays_them_out(client: TestClient, fields: dict,
                                                          layout: tuple[int, int, int]) -> None:
-    from conductor.db.repository import NodeInfo
 
     client.service.repository.replace_nodes(  # type: ignore[attr-defined]
-        [NodeInfo(f"n{i}", f"ray-n{i}", 8, 16384, 2, {}, True) for i in range(1, 4)])
+        [node(f"n{i}", 8, 16384, 2, {}, ray_node_id=f"ray-n{i}") for i in range(1, 4)])
     body = {"job": {"name": "spread", "current_working_directory": "/tmp", "script": "#!/bin/bash\ntrue", **fields}}
     resp = _submit(client, body)
     assert resp["warnings"] == [], resp

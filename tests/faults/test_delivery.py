@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from conductor import jobs, queue
-from conductor.scheduler import PENDING_RESYNC_S, READ_BATCH
+from conductor.scheduler.actor import PENDING_RESYNC_S, READ_BATCH
 from conductor.service import JobService
 from tests.faults.conftest import runs_of, wait_until
 from tests.helpers import spec
@@ -85,5 +85,5 @@ def test_a_row_that_cannot_be_scheduled_does_not_keep_the_scheduler_from_startin
     scheduler_factory(settings)  # fails here if the bad row breaks the start
     wait_until(lambda: service.get(good).state is jobs.JobState.COMPLETED, 30, "the good job to complete")
     held = service.get(bad)
-    assert held.state is jobs.JobState.PENDING and "cannot schedule the job" in held.reason, held
+    assert held.state is jobs.JobState.PENDING and "cannot schedule the job" in held.reason_message, held
     assert runs_of(tmp_path, bad) == []

@@ -139,8 +139,8 @@ class Sampler(threading.Thread):
 
     def _sample(self) -> None:
         sample = self.allocations.sample()  # asserts rows <= the node's total
-        for cpus, memory_mb in sample["ray"].values():
-            assert cpus <= RAY_NODE_CPUS and memory_mb <= RAY_NODE_MEMORY_MB, f"Ray over the node: {sample}"
+        for used in sample["ray"].values():
+            assert used.cpus <= RAY_NODE_CPUS and used.memory_mb <= RAY_NODE_MEMORY_MB, f"Ray over the node: {sample}"
         running = len(self.repository.ids_in_state(jobs.JobState.RUNNING))
         assert running <= CONCURRENCY, f"{running} RUNNING with WORKER_CONCURRENCY={CONCURRENCY}"
         if sample["quiet"]:

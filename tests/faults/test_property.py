@@ -151,7 +151,7 @@ class SchedulerMachine(RuleBasedStateMachine):
 
     @invariant()
     def at_most_worker_concurrency_in_flight(self) -> None:
-        in_flight = ray.get(self.context.handle.describe.remote(), timeout=30)["running"]
+        in_flight = ray.get(self.context.handle.describe.remote(), timeout=30).running
         running = sum(j.state is jobs.JobState.RUNNING for j in self.service.repository.get_many(self.ids))
         assert in_flight <= CONCURRENCY and running <= CONCURRENCY, (in_flight, running)
 

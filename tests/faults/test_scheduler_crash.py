@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import ray
 
-from conductor import jobs, scheduler
+from conductor import jobs
+from conductor.scheduler import handle as scheduler
 from conductor.service import JobService
 from tests.faults.conftest import actor_pid, kill9, marked_script, queue_unacknowledged, runs_of, wait_until
 from tests.helpers import pid_alive, ray_used_by_node, spec
@@ -63,7 +64,7 @@ def test_scheduler_killed_with_jobs_queued_and_running(settings_factory, backend
         if may_requeue[job_id]:
             assert job.restart_count == 1 and job.state in (jobs.JobState.PENDING, jobs.JobState.RUNNING), job
         else:
-            assert job.state is jobs.JobState.NODE_FAIL and "scheduler restarted" in job.reason, job
+            assert job.state is jobs.JobState.NODE_FAIL and "scheduler restarted" in job.reason_message, job
     hold.unlink()
     wait_until(lambda: all(j.state.is_terminal() for j in service.repository.get_many(ids)), 90,
                "every job to end")
@@ -80,7 +81,7 @@ def test_scheduler_killed_with_jobs_queued_and_running(settings_factory, backend
             assert (not may_requeue[job_id]) <= (len(runs) == 1), "ran twice though it may not be requeued"
     assert service.repository.unreleased_allocations() == []
     wait_until(lambda: queue_unacknowledged(settings) == 0, 15, "every queue entry to be acknowledged")
-    wait_until(lambda: all(c == 0 and m == 0 for c, m in ray_used_by_node().values()), 15,
+    wait_until(lambda: all(u.cpus == 0 and u.memory_mb == 0 for u in ray_used_by_node().values()), 15,
                "Ray's used resources to return to zero")
 
 
@@ -112,7 +113,7 @@ def test_scheduler_restart_ends_running_attempts_which_are_requeued(settings_fac
 
     assert not pid_alive(again_pid) and not pid_alive(once_pid), "no script outlives its attempt"
     failed = service.get(once)
-    assert failed.state is jobs.JobState.NODE_FAIL and "scheduler restarted" in failed.reason
+    assert failed.state is jobs.JobState.NODE_FAIL and "scheduler restarted" in failed.reason_message
     hold.unlink()
     done = wait_until(lambda: (j := service.get(again)).state.is_terminal() and j, 30, "the requeued job to end")
     assert (done.state, done.restart_count) == (jobs.JobState.COMPLETED, 1)

@@ -183,7 +183,7 @@ def test_worker_sigterm_requeue_terminates_jobs_and_stops_its_ray(settings_facto
 
     requeued, cancelled = service.get(again), service.get(once)
     assert (requeued.state, requeued.restart_count) == (jobs.JobState.PENDING, 1), requeued
-    assert requeued.reason == "Requeued: scheduler stopped"
+    assert (requeued.reason, requeued.reason_message) == (jobs.Reason.REQUEUED, "scheduler stopped")
     assert cancelled.state is jobs.JobState.CANCELLED
     assert service.repository.unreleased_allocations() == []
     assert [len(runs_of(tmp_path, i)) for i in (again, once)] == [1, 1]
@@ -198,7 +198,7 @@ def test_worker_attached_to_an_outside_ray_stops_its_scheduler_and_leaves_ray_ru
     """A worker that found Ray running (RAY_ADDRESS) stops the scheduler it started, not Ray."""
     import ray
 
-    from conductor.scheduler import ACTOR_NAME
+    from conductor.scheduler.handle import ACTOR_NAME
 
     settings = settings_factory("postgres-redis")
     worker = Daemon("worker", _env(settings, RAY_ADDRESS=ray_cluster), tmp_path / "worker")

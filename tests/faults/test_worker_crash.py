@@ -32,7 +32,7 @@ def test_killed_worker_fails_its_job_and_the_others_carry_on(settings_factory, s
 
     ended = wait_until(lambda: _terminal(service, victim), 15, "the victim's end to be recorded")
     assert ended.state in (jobs.JobState.FAILED, jobs.JobState.NODE_FAIL), ended
-    assert ended.reason and "worker" in ended.reason, ended.reason
+    assert ended.reason is jobs.Reason.SYSTEM_FAILURE and "worker" in ended.reason_message, ended
     assert victim not in {a.job_id for a in service.repository.unreleased_allocations()}
     # No process outlives its job (invariant 6): the script the dead worker started is gone too.
     wait_until(lambda: not pid_alive(script_pid), 15, "the victim's script to be killed")
@@ -44,7 +44,7 @@ def test_killed_worker_fails_its_job_and_the_others_carry_on(settings_factory, s
     assert [len(runs_of(tmp_path, i)) for i in ids] == [1, 1, 1]
     assert not (tmp_path / f"ends-{victim}").exists()
     assert service.repository.unreleased_allocations() == []
-    wait_until(lambda: all(c == 0 and m == 0 for c, m in ray_used_by_node().values()), 15,
+    wait_until(lambda: all(u.cpus == 0 and u.memory_mb == 0 for u in ray_used_by_node().values()), 15,
                "Ray's used resources to return to zero")
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import ray
 
-from cluster.nodes import NODE_NAME_LABEL
 from conductor import jobs, partitions
 from conductor.exceptions import InvalidJobSpec
+from conductor.resources import NODE_NAME_LABEL, Resources
 from conductor.service import JobService
 from tests.helpers import ray_used_by_node, spec, wait_for
 
@@ -67,7 +67,7 @@ def cluster_service(three_nodes, settings_factory, scheduler_factory):  # noqa: 
 def _check_invariant_3(service: JobService) -> None:
     """At a quiet moment (nothing running): rows and Ray's usage per node are equal (all zero)."""
     wait_for(lambda: service.repository.unreleased_by_node() == {}, 30, message="every allocation released")
-    wait_for(lambda: all(c == 0 and m == 0 for c, m in ray_used_by_node().values()), 30, message="Ray idle")
+    wait_for(lambda: all(u.cpus == 0 and u.memory_mb == 0 for u in ray_used_by_node().values()), 30, message="Ray idle")
 
 
 def _job(service: JobService, job_id: int) -> jobs.Job:
@@ -100,9 +100,9 @@ def test_jobs_run_only_on_nodes_of_their_partition_best_fit_first(cluster_servic
     main = service.submit(spec(_waiter(done), working_dir=str(tmp_path)))  # no partition: the default, main
     assert (_running(service, small.id).node_name, _running(service, big.id).node_name) == ("b2", "b1")
     assert _running(service, main.id).node_name == "testnode" and _job(service, main.id).spec.partition == "main"
-    wait_for(lambda: (ray_used_by_node()[_ray_id("b2")][0], ray_used_by_node()[_ray_id("b1")][0]) == (4, 8), 10,
+    wait_for(lambda: (ray_used_by_node()[_ray_id("b2")].cpus, ray_used_by_node()[_ray_id("b1")].cpus) == (4, 8), 10,
              message="Ray's usage equal to the rows on b1 and b2")
-    assert service.repository.unreleased_by_node()[_ray_id("b1")] == (8, 0)
+    assert service.repository.unreleased_by_node()[_ray_id("b1")] == Resources(8, 0)
     assert _job(service, small.id).spec.time_limit_s == 600  # the partition's DefaultTime
     _release(done)
     for job_id in (small.id, big.id, main.id):
@@ -141,12 +141,13 @@ def test_a_two_node_job_holds_both_nodes_at_once(cluster_service, tmp_path) -> N
     job = service.submit(spec(script, partition="batch", nodes=2, cpus_per_task=4, memory_per_node_mb=1024,
                               working_dir=str(tmp_path)))
     running = _running(service, job.id)
-    rows = {(a.node_name, a.allocated_cpus, a.allocated_memory_mb) for a in service.repository.unreleased_allocations()
-            if a.job_id == job.id}
+    rows = {(node.name, a.per_node.cpus, a.per_node.memory_mb) for a in service.repository.unreleased_allocations()
+            if a.job_id == job.id for node in a.nodes}
     assert rows == {("b1", 4, 1024), ("b2", 4, 1024)}
     assert running.node_name == "b2" and sorted(running.node_list.split(",")) == ["b1", "b2"]
     # Ray accounts the placement group's bundles on both nodes, as the rows say (invariant 3).
-    wait_for(lambda: (ray_used_by_node()[_ray_id("b1")], ray_used_by_node()[_ray_id("b2")]) == ((4, 1024), (4, 1024)),
+    wait_for(lambda: (ray_used_by_node()[_ray_id("b1")], ray_used_by_node()[_ray_id("b2")]) == (Resources(4, 1024),)
+             * 2,
              10, message="Ray's usage equal to the rows on both nodes")
     _release(done)
     ended = _ended(service, job.id)
@@ -191,7 +192,7 @@ def test_a_node_that_dies_ends_its_jobs_node_fail_and_requeues_those_that_allow_
     assert {_running(service, keep.id).node_name, _running(service, lose.id).node_name} == {"b9"}
     three_nodes.remove_node(victim, allow_graceful=False)  # kill -9 its raylet
     lost = _ended(service, lose.id, timeout_s=30)
-    assert lost.state is jobs.JobState.NODE_FAIL and "b9" in lost.reason
+    assert lost.state is jobs.JobState.NODE_FAIL and lost.reason is jobs.Reason.NODE_DOWN and "b9" in lost.reason_message
     requeued = wait_for(lambda: (j := _job(service, keep.id)).state is jobs.JobState.PENDING and j, 30,
                         message="the requeueable job back in the queue")
     assert requeued.restart_count == 1  # (its reason then becomes why it waits: Resources)

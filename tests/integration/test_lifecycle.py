@@ -57,7 +57,7 @@ def test_memory_past_the_request_ends_out_of_memory(running_service, tmp_path: P
     ended = service.get(job)
     assert (ended.state, ended.reason, ended.exit_code_text) == (jobs.JobState.OUT_OF_MEMORY,
                                                                  jobs.Reason.OUT_OF_MEMORY, "0:9")
-    assert ended.max_rss_kb > 100 * 1024
+    assert ended.usage.max_rss_kb > 100 * 1024
 
 
 def test_accounting_is_recorded(running_service, tmp_path: Path) -> None:
@@ -66,8 +66,8 @@ def test_accounting_is_recorded(running_service, tmp_path: Path) -> None:
     job = service.submit(spec(busy, working_dir=str(tmp_path))).id
     wait_for(lambda: _state(service, job) is jobs.JobState.COMPLETED, 30)
     done = service.get(job)
-    assert done.cpu_time_user_s + done.cpu_time_system_s > 0.8
-    assert 50 * 1024 < done.max_rss_kb < 300 * 1024
+    assert done.usage.cpu_time_user_s + done.usage.cpu_time_system_s > 0.8
+    assert 50 * 1024 < done.usage.max_rss_kb < 300 * 1024
 
 
 def test_cancel_pending_and_running_leaves_no_process(running_service, backend, tmp_path: Path) -> None:

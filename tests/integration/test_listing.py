@@ -12,11 +12,11 @@ from conductor import jobs
 from conductor.config import Settings
 from conductor.db.listing import MAX_LIMIT, JobFilter, JobListing
 from conductor.db.models import JobRow
-from conductor.db.repository import JobRepository, Outcome, Start
+from conductor.db.repository import JobRepository
 from conductor.db.session import make_engine
 from conductor.exceptions import DatabaseUnavailable
 from conductor.service import JobService
-from tests.helpers import spec
+from tests.helpers import allocation, spec
 
 T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=timezone.utc)
 
@@ -34,12 +34,12 @@ def _submit(service: JobService, **fields: object) -> int:
 
 
 def _run(repository: JobRepository, job_id: int) -> None:
-    assert repository.start_jobs([Start(job_id, "n1", "ray-n1", 1, 0)]) == {job_id}
+    assert repository.start_jobs([allocation(job_id, 1, 0)]) == {job_id}
 
 
 def _finish(repository: JobRepository, job_id: int, state: jobs.JobState = jobs.JobState.COMPLETED) -> None:
     _run(repository, job_id)
-    assert repository.finish_job(job_id, Outcome(state, jobs.Reason.NONE, exit_code=0))
+    assert repository.finish_job(job_id, jobs.Ending(state, jobs.Reason.NONE, exit_code=0))
 
 
 def _set_times(engine: Engine, job_id: int, **times: datetime) -> None:
@@ -75,7 +75,7 @@ def test_jobs_come_back_whole(service: JobService, repository: JobRepository) ->
     [job], next_cursor = service.list_jobs(JobFilter(ids=[job_id]))
     assert next_cursor is None
     assert job == service.get(job_id)
-    assert (job.state, job.node_name, job.spec.total_cpus) == (jobs.JobState.COMPLETED, "n1", 3)
+    assert (job.state, job.node_name, job.spec.per_node.cpus) == (jobs.JobState.COMPLETED, "n1", 3)
     assert job.end_time is not None and job.end_time.tzinfo is not None
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from conductor import jobs
-from conductor.db.repository import JobRepository, NodeInfo, Outcome, Start
-from tests.helpers import spec
+from conductor.db.repository import MAX_REASON_MESSAGE, JobRepository
+from conductor.resources import Allocation, Resources
+from tests.helpers import allocation, node, spec
 
 
-def _start(job_id: int, cpus: int = 2, memory_mb: int = 512) -> Start:
-    return Start(job_id=job_id, node_name="n1", ray_node_id="ray-n1", cpus=cpus, memory_mb=memory_mb)
+def _start(job_id: int, cpus: int = 2, memory_mb: int = 512) -> Allocation:
+    return allocation(job_id, cpus, memory_mb)
 
 
 def test_add_job_stores_every_field_and_default_output_path(repository: JobRepository) -> None:
@@ -17,7 +18,7 @@ def test_add_job_stores_every_field_and_default_output_path(repository: JobRepos
                                   environment={"A": "1"}, argv=("x", "y"), working_dir="/data/run"))
     stored = repository.get(job.id)
     assert stored.state is jobs.JobState.PENDING
-    assert stored.spec.total_cpus == 8
+    assert stored.spec.per_node.cpus == 8
     assert stored.spec.memory_per_node_mb == 8192
     assert stored.spec.environment == {"A": "1"}
     assert stored.spec.argv == ("x", "y")
@@ -37,7 +38,7 @@ def test_start_is_conditional_so_a_job_starts_once(repository: JobRepository) ->
     job = repository.add_job(spec("true"))
     assert repository.start_jobs([_start(job.id)]) == {job.id}
     assert repository.start_jobs([_start(job.id)]) == set()
-    assert repository.unreleased_by_node() == {"ray-n1": (2, 512)}
+    assert repository.unreleased_by_node() == {"ray-n1": Resources(2, 512)}
     running = repository.get(job.id)
     assert running.state is jobs.JobState.RUNNING and running.node_name == "n1" and running.start_time
 
@@ -45,12 +46,12 @@ def test_start_is_conditional_so_a_job_starts_once(repository: JobRepository) ->
 def test_finish_records_outcome_and_releases_allocation(repository: JobRepository) -> None:
     job = repository.add_job(spec("true"))
     repository.start_jobs([_start(job.id)])
-    outcome = Outcome(jobs.JobState.FAILED, jobs.Reason.NON_ZERO_EXIT, exit_code=3, cpu_time_user_s=1.5,
-                      max_rss_kb=1000)
+    outcome = jobs.Ending(jobs.JobState.FAILED, jobs.Reason.NON_ZERO_EXIT, exit_code=3,
+                          usage=jobs.Usage(cpu_time_user_s=1.5, max_rss_kb=1000))
     assert repository.finish_job(job.id, outcome) is True
     assert repository.finish_job(job.id, outcome) is False
     done = repository.get(job.id)
-    assert (done.state, done.exit_code, done.exit_code_text, done.max_rss_kb) == (jobs.JobState.FAILED, 3, "3:0", 1000)
+    assert (done.state, done.exit_code, done.exit_code_text, done.usage.max_rss_kb) == (jobs.JobState.FAILED, 3, "3:0", 1000)
     assert done.end_time is not None
     assert repository.unreleased_by_node() == {}
 
@@ -58,9 +59,12 @@ def test_finish_records_outcome_and_releases_allocation(repository: JobRepositor
 def test_requeue_returns_job_to_pending_and_counts_restart(repository: JobRepository) -> None:
     job = repository.add_job(spec("true"))
     repository.start_jobs([_start(job.id)])
-    assert repository.requeue_running(job.id, "Requeued: test") is True
+    requeued = repository.requeue_running(job.id, "test")
     again = repository.get(job.id)
-    assert (again.state, again.restart_count, again.reason) == (jobs.JobState.PENDING, 1, "Requeued: test")
+    assert requeued == again  # the row as it is now, from the UPDATE itself
+    assert (again.state, again.restart_count, again.reason, again.reason_message) == (
+        jobs.JobState.PENDING, 1, jobs.Reason.REQUEUED, "test")
+    assert repository.requeue_running(job.id, "again") is None  # no longer RUNNING: nothing matched
     assert repository.unreleased_by_node() == {}
 
 
@@ -77,8 +81,8 @@ def test_delete_pending_only_deletes_pending(repository: JobRepository) -> None:
     pending = repository.add_job(spec("true"))
     running = repository.add_job(spec("true"))
     repository.start_jobs([_start(running.id)])
-    assert repository.delete_pending(pending.id) is True
-    assert repository.delete_pending(running.id) is False
+    assert repository.delete_pending_many([pending.id]) == 1
+    assert repository.delete_pending_many([running.id]) == 0
     assert repository.get_many([pending.id, running.id])[0].id == running.id
 
 
@@ -91,9 +95,27 @@ def test_release_orphaned_allocations(repository: JobRepository) -> None:
     assert repository.unreleased_by_node() == {}
 
 
+def test_a_reason_message_is_stored_beside_its_code_and_cut_once(repository: JobRepository) -> None:
+    job = repository.add_job(spec("true"))
+    repository.start_jobs([_start(job.id)])
+    repository.finish_job(job.id, jobs.Ending(jobs.JobState.FAILED, jobs.Reason.LAUNCH_FAILED, "x" * 600, exit_code=1))
+    ended = repository.get(job.id)
+    assert (ended.reason, len(ended.reason_message)) == (jobs.Reason.LAUNCH_FAILED, MAX_REASON_MESSAGE)
+
+
+def test_allocations_of_a_multi_node_job_read_back_as_one(repository: JobRepository) -> None:
+    a, b = node("a", 32, 65536, ray_node_id="ray-a"), node("b", 16, 8192, 1, ray_node_id="ray-b")
+    repository.replace_nodes([a, b])
+    job = repository.add_job(spec("true", nodes=2, cpus_per_task=4))
+    repository.start_jobs([Allocation(job.id, (b, a), Resources(4, 1024))])
+    assert repository.unreleased_allocations() == [Allocation(job.id, (b, a), Resources(4, 1024))]
+    assert repository.unreleased_by_node() == {"ray-a": Resources(4, 1024), "ray-b": Resources(4, 1024)}
+    assert repository.get(job.id).node_list == "b,a"
+
+
 def test_nodes_are_replaced_as_a_set(repository: JobRepository) -> None:
-    a = NodeInfo("a", "ray-a", 32, 65536, 0, {"partition": "x"}, True)
-    b = NodeInfo("b", "ray-b", 8, 1024, 1, {}, True)
+    a = node("a", 32, 65536, 0, {"partition": "x"}, ray_node_id="ray-a")
+    b = node("b", 8, 1024, 1, {}, ray_node_id="ray-b")
     repository.replace_nodes([a, b])
     assert [n.name for n in repository.nodes()] == ["a", "b"]
     repository.replace_nodes([b])

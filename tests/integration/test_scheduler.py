@@ -10,8 +10,9 @@ import ray
 
 from conductor import jobs
 from conductor.exceptions import InvalidJobSpec
+from conductor.resources import Resources
 from conductor.service import JobService
-from tests.helpers import ray_used_by_node, spec, wait_for
+from tests.helpers import allocation, node, ray_used_by_node, spec, wait_for
 
 pytestmark = pytest.mark.ray
 
@@ -152,7 +153,7 @@ def test_exit_codes_signals_output_and_environment(settings_factory, backend, sc
     expected = (f"{failed.id} {failed.id} envjob 2 2 1024 debug physics {tmp_path} hello {tmp_path}\n")
     assert Path(failed_job.stdout_path).read_text() == expected
     assert (tmp_path / f"err-{failed.id}.txt").read_text() == "oops\n"
-    assert failed_job.node_name == "testnode" and failed_job.cpu_time_user_s is not None
+    assert failed_job.node_name == "testnode" and failed_job.usage.cpu_time_user_s is not None
 
 
 def test_ray_sees_jobs_and_scheduler_by_name(settings_factory, scheduler_factory, tmp_path) -> None:
@@ -197,7 +198,7 @@ def test_allocations_match_ray_accounting_while_jobs_churn(settings_factory, bac
 
 
 def ray_used_by_node_nonzero() -> dict:
-    return {k: (int(c), m) for k, (c, m) in ray_used_by_node().items() if c or m}
+    return {k: used for k, used in ray_used_by_node().items() if used != Resources()}
 
 
 def _allocated_job_ids(service: JobService) -> set[int]:
@@ -214,7 +215,7 @@ def _running_for(path: Path, at_least_s: float) -> bool:
 
 def _sample_consistency(service: JobService, ids: list[int], concurrency: int, markers: Path) -> list[dict]:
     repo = service.repository
-    node_total = {n.ray_node_id: (n.total_cpus, n.total_memory_mb) for n in repo.nodes()}
+    node_total = {n.ray_node_id: n.capacity for n in repo.nodes()}
     samples = []
     deadline = time.monotonic() + 90
     held_since, last_held = time.monotonic(), None
@@ -230,8 +231,8 @@ def _sample_consistency(service: JobService, ids: list[int], concurrency: int, m
         after, held_after = repo.unreleased_by_node(), _allocated_job_ids(service)
         running = sum(s is jobs.JobState.RUNNING for s in _states(service, ids).values())
         assert running <= concurrency, f"{running} jobs RUNNING with WORKER_CONCURRENCY={concurrency}"
-        for node_id, (cpus, mem) in after.items():
-            assert cpus <= node_total[node_id][0] and mem <= node_total[node_id][1]
+        for node_id, held in after.items():
+            assert held.fits_in(node_total[node_id])
         quiet = settled and before == after and held_before == held_after and started == held_before and not ended
         samples.append({"quiet": quiet, "db": after, "ray": ray_used, "jobs": sorted(held_after)})
         time.sleep(0.1)  # sampling period
@@ -270,25 +271,23 @@ def test_stop_requeues_running_jobs_and_kills_their_processes(settings_factory, 
 
 def test_start_reconciles_running_rows_left_by_a_dead_scheduler(settings_factory, backend, scheduler_factory,
                                                                 tmp_path) -> None:
-    from conductor.db.repository import Start
-
     settings = settings_factory(backend)
     service = JobService.from_settings(settings)
     requeue = service.submit(spec("true", working_dir=str(tmp_path))).id
     no_requeue = service.submit(spec("true", requeue=False, working_dir=str(tmp_path))).id
-    service.repository.start_jobs([Start(i, "gone", "ray-gone", 2, 100) for i in (requeue, no_requeue)])
+    service.repository.start_jobs([allocation(i, 2, 100, node("gone")) for i in (requeue, no_requeue)])
     scheduler_factory(settings)
     wait_for(lambda: service.get(requeue).state is jobs.JobState.COMPLETED, 30)
     assert service.get(requeue).restart_count == 1
     failed = service.get(no_requeue)
-    assert failed.state is jobs.JobState.NODE_FAIL and "scheduler restarted" in failed.reason
+    assert failed.state is jobs.JobState.NODE_FAIL and "scheduler restarted" in failed.reason_message
     assert service.repository.unreleased_allocations() == []
 
 
 def test_a_second_scheduler_on_the_same_database_is_refused(settings_factory, backend, scheduler_factory,
                                                            tmp_path) -> None:
-    from conductor import scheduler
     from conductor.exceptions import SchedulerBusy
+    from conductor.scheduler import handle as scheduler
 
     settings = settings_factory(backend)
     service = JobService.from_settings(settings)

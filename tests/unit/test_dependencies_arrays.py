@@ -9,6 +9,7 @@ import pytest
 from conductor import arrays, dependencies, policy
 from conductor.dependencies import Verdict
 from conductor.jobs import JobState, Reason
+from conductor.resources import Node, Resources
 
 S = JobState
 
@@ -83,9 +84,10 @@ def test_blocked_reason_order() -> None:
 
 
 def test_array_throttle_in_a_pass() -> None:
-    node = policy.NodeSlot("n", "n", 32, 1024)
-    tasks = [policy.Candidate(i, "p", 1, 0, 0, float(i), array_job_id=10, array_max_running=2) for i in range(10, 15)]
-    other = policy.Candidate(99, "p", 1, 0, 0, 99.0)
+    node = Node("n", "n", Resources(32, 1024))
+    tasks = [policy.Candidate(i, "p", Resources(1), 0, float(i), array_job_id=10, array_max_running=2)
+             for i in range(10, 15)]
+    other = policy.Candidate(99, "p", Resources(1), 0, 99.0)
     plan = policy.plan_pass([*tasks, other], [node], 10, array_running={10: 1})
-    assert [c.job_id for c, _ in plan.starts] == [10, 99]
+    assert [a.job_id for a in plan.starts] == [10, 99]
     assert {plan.reasons[i] for i in (11, 12, 13, 14)} == {Reason.ARRAY_TASK_LIMIT}

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from conductor.executor import DEFAULT_PATH, RunRequest, RunResult, run_job, signal_job
+from conductor.executor import DEFAULT_PATH, EndCause, RunReport, RunRequest, run_job, signal_job
 from tests.helpers import wait_for
 
 
-def run(tmp_path: Path, script: str, **fields: object) -> RunResult:
+def run(tmp_path: Path, script: str, **fields: object) -> RunReport:
     values: dict[str, object] = dict(job_id=1, script=script, working_dir=str(tmp_path),
                                      stdout_path=str(tmp_path / "out.txt"), stderr_path=str(tmp_path / "err.txt"))
     values.update(fields)
@@ -44,20 +44,19 @@ def pid_alive(pid: int) -> bool:
 
 def test_script_that_exits_zero(tmp_path: Path) -> None:
     result = run(tmp_path, "#!/bin/bash\necho hello\n")
-    assert (result.exit_code, result.signal, result.timed_out, result.cancelled, result.launch_error) == (
-        0, None, False, False, None)
+    assert (result.exit_code, result.signal, result.cause, result.detail) == (0, None, EndCause.EXITED, "")
     assert read(tmp_path / "out.txt") == "hello\n"
     assert read(tmp_path / "err.txt") == ""
 
 
 def test_exit_code_is_reported(tmp_path: Path) -> None:
     result = run(tmp_path, "#!/bin/bash\nexit 3\n")
-    assert (result.exit_code, result.signal, result.timed_out) == (3, None, False)
+    assert (result.exit_code, result.signal, result.cause) == (3, None, EndCause.EXITED)
 
 
 def test_script_killed_by_a_signal(tmp_path: Path) -> None:
     result = run(tmp_path, "#!/bin/bash\nkill -9 $$\n")
-    assert (result.exit_code, result.signal, result.timed_out) == (0, 9, False)
+    assert (result.exit_code, result.signal, result.cause) == (0, 9, EndCause.EXITED)
 
 
 # ---- output files --------------------------------------------------------------------------------
@@ -144,15 +143,15 @@ def test_launch_error_when_output_directory_does_not_exist(tmp_path: Path) -> No
     out = tmp_path / "missing" / "out.txt"
     marker = tmp_path / "ran"
     result = run(tmp_path, f"#!/bin/bash\ntouch {marker}\n", stdout_path=str(out), stderr_path=str(out))
-    assert result.launch_error == f"No such file or directory: {out}"
-    assert (result.exit_code, result.signal, result.timed_out) == (None, None, False)
+    assert (result.cause, result.detail) == (EndCause.LAUNCH_FAILED, f"No such file or directory: {out}")
+    assert (result.exit_code, result.signal) == (None, None)
     assert not marker.exists()
 
 
 def test_launch_error_when_working_dir_does_not_exist(tmp_path: Path) -> None:
     result = run(tmp_path, "#!/bin/bash\necho hi\n", working_dir=str(tmp_path / "nope"))
-    assert result.launch_error is not None
-    assert str(tmp_path / "nope") in result.launch_error
+    assert result.cause is EndCause.LAUNCH_FAILED
+    assert str(tmp_path / "nope") in result.detail
     assert result.exit_code is None
 
 
@@ -163,7 +162,7 @@ def test_time_limit_terminates_the_job(tmp_path: Path) -> None:
     started = time.monotonic()
     result = run(tmp_path, "#!/bin/bash\necho started\nsleep 30\necho not-reached\n", time_limit_s=1, kill_wait_s=1)
     elapsed = time.monotonic() - started
-    assert result.timed_out is True
+    assert result.cause is EndCause.TIMEOUT
     assert (result.exit_code, result.signal) == (0, signal.SIGTERM)
     assert 0.9 <= elapsed < 3.0
     assert 0.9 <= result.elapsed_s < 3.0
@@ -174,14 +173,14 @@ def test_time_limit_escalates_to_sigkill_after_kill_wait(tmp_path: Path) -> None
     started = time.monotonic()
     result = run(tmp_path, "#!/bin/bash\ntrap '' TERM\nsleep 30\n", time_limit_s=1, kill_wait_s=1)
     elapsed = time.monotonic() - started
-    assert result.timed_out is True
+    assert result.cause is EndCause.TIMEOUT
     assert result.signal == signal.SIGKILL
     assert 1.9 <= elapsed < 4.0
 
 
 def test_no_time_limit_lets_the_job_finish(tmp_path: Path) -> None:
     result = run(tmp_path, "#!/bin/bash\nsleep 0.2\nexit 0\n", time_limit_s=None)
-    assert (result.exit_code, result.timed_out) == (0, False)
+    assert (result.exit_code, result.cause) == (0, EndCause.EXITED)
     assert result.elapsed_s >= 0.2
 
 
@@ -208,7 +207,7 @@ def test_grandchild_is_killed_after_a_time_limit_too(tmp_path: Path) -> None:
     result = run(tmp_path, script, time_limit_s=1, kill_wait_s=5)
     pid = int(read(pidfile))
     try:
-        assert result.timed_out is True
+        assert result.cause is EndCause.TIMEOUT
         assert result.elapsed_s < 3.0  # the leader died on SIGTERM: no KillWait
         wait_for(lambda: not pid_alive(pid), timeout_s=2, message=f"left-behind process {pid} to die")
     finally:
@@ -268,8 +267,8 @@ def test_memory_limit_kills_the_job_at_once(tmp_path: Path) -> None:
     result = run(tmp_path, f"#!/bin/bash\n{hold_memory(300, 30)} &\necho $! > child.pid\nwait\n",
                  memory_limit_mb=100, kill_wait_s=30)
     pid = int(read(tmp_path / "child.pid"))
-    assert result.out_of_memory is True
-    assert (result.signal, result.timed_out, result.cancelled) == (signal.SIGKILL, False, False)
+    assert result.cause is EndCause.OUT_OF_MEMORY
+    assert result.signal == signal.SIGKILL
     assert time.monotonic() - started < 3.0  # SIGKILL, no KillWait
     assert result.max_rss_kb > 100 * 1024
     wait_for(lambda: not pid_alive(pid), timeout_s=2, message=f"process {pid} over the limit to die")
@@ -278,7 +277,7 @@ def test_memory_limit_kills_the_job_at_once(tmp_path: Path) -> None:
 @pytest.mark.parametrize("limit", [None, 0])
 def test_no_memory_limit(tmp_path: Path, limit: int | None) -> None:
     result = run(tmp_path, f"#!/bin/bash\n{hold_memory(150, 0.7)}\n", memory_limit_mb=limit)
-    assert (result.exit_code, result.signal, result.out_of_memory) == (0, None, False)
+    assert (result.exit_code, result.signal, result.cause) == (0, None, EndCause.EXITED)
     assert result.max_rss_kb > 150 * 1024
 
 
@@ -287,7 +286,7 @@ def test_memory_limit_applies_to_the_sum_of_the_job_s_processes(tmp_path: Path) 
               f"{hold_memory(60, 30)} &\necho $! >> pids\nwait\n")
     result = run(tmp_path, script, memory_limit_mb=100)
     pids = [int(line) for line in read(tmp_path / "pids").split()]
-    assert result.out_of_memory is True
+    assert result.cause is EndCause.OUT_OF_MEMORY
     assert 100 * 1024 < result.max_rss_kb < 200 * 1024  # each process alone is under 100 MB
     for pid in pids:
         wait_for(lambda: not pid_alive(pid), timeout_s=2, message=f"process {pid} to die")
@@ -307,7 +306,7 @@ def test_signal_job_reaches_a_running_job_that_keeps_running(tmp_path: Path, run
     marker, stop = tmp_path / "marker", tmp_path / "stop"
     script = (f"#!/bin/bash\ntrap 'echo got >> {marker}' USR1\n"
               f"while [ ! -e {stop} ]; do sleep 0.05; done\necho finished\n")
-    results: list[RunResult] = []
+    results: list[RunReport] = []
     runner = threading.Thread(target=lambda: results.append(run(tmp_path, script, job_id=42)))
     runner.start()
     try:
@@ -338,5 +337,5 @@ def test_signal_job_with_a_stale_pgid_file(run_dir: Path) -> None:
 
 def test_pgid_file_is_removed_after_a_memory_kill(tmp_path: Path, run_dir: Path) -> None:
     result = run(tmp_path, f"#!/bin/bash\n{hold_memory(200, 30)}\n", job_id=9, memory_limit_mb=50)
-    assert result.out_of_memory is True
+    assert result.cause is EndCause.OUT_OF_MEMORY
     assert run_dir.is_dir() and not (run_dir / "9.pgid").exists()

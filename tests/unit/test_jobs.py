@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from conductor.jobs import TERMINAL_STATES, Job, JobState, Reason, expand_output_pattern, job_environment
+from conductor.resources import Resources
 from tests.helpers import spec
 
 SUBMITTED = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
@@ -52,8 +53,12 @@ def test_exit_code_text(exit_code: int | None, signal: int | None, text: str) ->
     assert make_job(exit_code=exit_code, signal=signal).exit_code_text == text
 
 
-def test_job_spec_total_cpus() -> None:
-    assert spec("x", cpus_per_task=3, ntasks_per_node=4).total_cpus == 12
+def test_job_spec_resources_per_node_and_in_all() -> None:
+    one = spec("x", cpus_per_task=3, ntasks_per_node=4, memory_per_node_mb=512)
+    assert one.per_node == one.total == Resources(12, 512, 0)
+    two = spec("x", cpus_per_task=3, ntasks_per_node=4, memory_per_node_mb=512, nodes=2, gpus_per_node=1)
+    assert two.per_node == Resources(12, 512, 1)
+    assert two.total == Resources(24, 1024, 2)  # a -N 2 job holds twice its per-node request
 
 
 # ---- output patterns -----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""conductor.orphans.reap: kills an attempt's leftover processes, and nothing of another cluster's job."""
+"""conductor.executor.orphans.reap: kills an attempt's leftover processes, and nothing of another cluster's job."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from conductor import orphans
+from conductor.executor import orphans
 from tests.helpers import wait_for
 
 

@@ -1,0 +1,117 @@
+"""The scheduler's books: pending and running jobs, the live nodes, and what each node holds.
+
+Pure: no database, no queue, no Ray.  The actor changes it as events arrive; a pass reads it.
+Usage per node is derived from the running jobs' allocations (never stored twice), so it is
+right by construction: a job holds its allocation from dispatch until its end is recorded.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from conductor import dependencies, jobs, policy
+from conductor.resources import NOTHING, Allocation, Node, Resources
+from conductor.scheduler.ending import Intent
+
+
+@dataclass
+class PendingJob:
+    """A PENDING job the scheduler may start, with its queue entries (acknowledged when it ends)."""
+
+    job: jobs.Job
+    candidate: policy.Candidate
+    entry_ids: set[str] = field(default_factory=set)
+    reason: jobs.Reason = jobs.Reason.NONE
+    dependency: dependencies.Dependency | None = None
+
+
+@dataclass
+class RunningJob:
+    """A dispatched job: its allocation, its task, and what the scheduler has asked of it."""
+
+    job: jobs.Job
+    allocation: Allocation
+    entry_ids: set[str]
+    task: Any = None  #: dispatch.Task once launched
+    intent: Intent = Intent.NONE
+    lost_node: str = ""  #: the node whose departure ends it (Intent.NODE_LOST)
+    started_s: float = field(default_factory=time.time)  #: wall clock, for backfill's expected end
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(text: str) -> dependencies.Dependency:
+    """A job's --dependency, parsed once per text (a job re-added after a hold is not parsed again)."""
+    return dependencies.parse(text)
+
+
+class Ledger:
+    """Pending jobs, running jobs and live nodes (by Ray node id)."""
+
+    def __init__(self) -> None:
+        self.pending: dict[int, PendingJob] = {}
+        self.running: dict[int, RunningJob] = {}
+        self.nodes: dict[str, Node] = {}
+
+    def add_pending(self, job: jobs.Job, entry_ids: set[str], priority: int) -> PendingJob:
+        """Take in a PENDING job (ValueError for a --dependency it cannot read)."""
+        spec = job.spec
+        candidate = policy.Candidate(
+            job_id=job.id, partition=spec.partition, per_node=spec.per_node, priority=priority,
+            submit_order=job.submit_time.timestamp(), array_job_id=spec.array_job_id,
+            array_max_running=spec.array_max_running, nodes=spec.nodes, time_limit_s=spec.time_limit_s)
+        parsed = _parsed(spec.dependency) if spec.dependency else None
+        pending = self.pending[job.id] = PendingJob(job, candidate, entry_ids, job.reason, parsed)
+        return pending
+
+    def holder(self, job_id: int) -> PendingJob | RunningJob | None:
+        return self.pending.get(job_id) or self.running.get(job_id)
+
+    def cluster_cpus(self) -> int:
+        return sum(node.capacity.cpus for node in self.nodes.values())
+
+    def used(self) -> dict[str, Resources]:
+        """What conductor's running jobs hold on each live node."""
+        used = {node_id: NOTHING for node_id in self.nodes}
+        for running in self.running.values():
+            for node in running.allocation.nodes:
+                if node.ray_node_id in used:
+                    used[node.ray_node_id] += running.allocation.per_node
+        return used
+
+    def holds(self, kill_wait_s: float) -> list[policy.Hold]:
+        """Each running job's allocation with its expected end (start + limit + KillWait), for backfill."""
+        holds = []
+        for running in self.running.values():
+            limit_s = running.job.spec.time_limit_s
+            end_s = running.started_s + limit_s + kill_wait_s if limit_s else None
+            holds.append(policy.Hold(running.allocation, end_s))
+        return holds
+
+    def array_running(self) -> dict[int, int]:
+        """Running tasks per array (for the %N throttle)."""
+        counts: dict[int, int] = {}
+        for running in self.running.values():
+            array = running.job.spec.array_job_id
+            if array is not None:
+                counts[array] = counts.get(array, 0) + 1
+        return counts
+
+    def candidates(self, excluded: Iterable[int]) -> list[policy.Candidate]:
+        """Pending jobs the policy may consider, in its order."""
+        skip = set(excluded)
+        return sorted((p.candidate for p in self.pending.values() if p.job.id not in skip), key=policy.order_key)
+
+    def replace_nodes(self, found: Iterable[Node]) -> bool:
+        """Take Ray's live node set; True when it differs from what was known."""
+        fresh = {node.ray_node_id: node for node in found}
+        if fresh == self.nodes:
+            return False
+        self.nodes = fresh
+        return True
+
+    def lost_nodes(self, running: RunningJob) -> list[str]:
+        """Names of the job's nodes that are no longer alive."""
+        return [node.name for node in running.allocation.nodes if node.ray_node_id not in self.nodes]
