@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Sequence
 
-from conductor import arrays, dependencies, jobs, output, priority, queue, units
+from conductor import arrays, dependencies, eligibility, jobs, output, priority, queue, units
 from conductor import partitions as partition_config
 from conductor.db import listing
 from conductor.config import Settings
@@ -237,9 +237,9 @@ class JobService:
             parsed = dependencies.parse(text)
         except ValueError as exc:
             raise InvalidJobSpec("dependency", str(exc)) from None
-        missing = sorted(parsed.job_ids - set(self._repo.states_of(parsed.job_ids)))
-        if missing:
-            raise InvalidJobSpec("dependency", f"job {missing[0]} does not exist")
+        missing = dependencies.first_missing(parsed, eligibility.facts_for([(parsed, None)], self._repo))
+        if missing is not None:
+            raise InvalidJobSpec("dependency", f"job {missing} does not exist")
 
     @staticmethod
     def _check_partition_limits(spec: jobs.JobSpec, partition: partition_config.Partition) -> None:
@@ -308,6 +308,10 @@ class JobService:
             fairshare=fairshare.factor(job.spec.account, now_s), job_cpus=job.spec.total_cpus * job.spec.nodes,
             cluster_cpus=cluster_cpus, partition=by_partition.get(job.spec.partition, 0.0), nice=job.spec.nice,
             admin=job.spec.priority).as_dict() for job in pending}
+
+    def dependency_states(self, found: Sequence[jobs.Job]) -> dict[int, str]:
+        """Each waiting job's dependency as Slurm shows it (``afterok:40_*(unfulfilled)``); one read."""
+        return eligibility.describe(found, self._repo)
 
     def _fairshare(self, weights: priority.Weights, now_s: float) -> priority.FairShare:
         read = self._usage_read
