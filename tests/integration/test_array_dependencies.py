@@ -12,7 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from sqlalchemy import update
+
 from conductor import arrays, jobs
+from conductor.db.models import JobRow
+from conductor.dependencies import ArrayState
 from conductor.service import JobService
 from tests.helpers import spec, wait_for
 
@@ -23,7 +27,7 @@ LENGTHS_S = {1: 0.3, 2: 1.2, 3: 2.4, 4: 0.6}
 
 
 @pytest.fixture
-def service(settings_factory, scheduler_factory, backend) -> JobService:
+def running(settings_factory, scheduler_factory, backend) -> JobService:
     """A service whose scheduler runs (WORKER_CONCURRENCY 8: every task of an array runs at once)."""
     settings = settings_factory(backend, worker_concurrency=8)
     started = JobService.from_settings(settings)
@@ -66,7 +70,8 @@ def _output(job: jobs.Job) -> str:
     return Path(job.stdout_path).read_text()
 
 
-def test_afterok_on_an_array_id_waits_for_the_last_task(service: JobService, tmp_path: Path) -> None:
+def test_afterok_on_an_array_id_waits_for_the_last_task(running: JobService, tmp_path: Path) -> None:
+    service = running
     tasks = _array(service, tmp_path)
     array_id = tasks[0].id
     reduce = _reduce(service, tmp_path, f"afterok:{array_id}")
@@ -83,7 +88,8 @@ def test_afterok_on_an_array_id_waits_for_the_last_task(service: JobService, tmp
     assert service.dependency_states([done]) == {}  # fulfilled: Slurm shows none
 
 
-def test_afterok_on_an_array_with_a_failed_task_is_never_satisfied(service: JobService, tmp_path: Path) -> None:
+def test_afterok_on_an_array_with_a_failed_task_is_never_satisfied(running: JobService, tmp_path: Path) -> None:
+    service = running
     tasks = _array(service, tmp_path, failing=1)
     array_id = tasks[0].id
     reduce = _reduce(service, tmp_path, f"afterok:{array_id}")
@@ -105,7 +111,8 @@ def test_afterok_on_an_array_with_a_failed_task_is_never_satisfied(service: JobS
     service.cancel([reduce])
 
 
-def test_afterany_and_afternotok_on_an_array(service: JobService, tmp_path: Path) -> None:
+def test_afterany_and_afternotok_on_an_array(running: JobService, tmp_path: Path) -> None:
+    service = running
     tasks = _array(service, tmp_path, failing=1)
     array_id = tasks[0].id
     on_any = _reduce(service, tmp_path, f"afterany:{array_id}")
@@ -121,7 +128,8 @@ def test_afterany_and_afternotok_on_an_array(service: JobService, tmp_path: Path
     service.cancel([nothing_failed])
 
 
-def test_afterok_on_one_task_waits_for_that_task_only(service: JobService, tmp_path: Path) -> None:
+def test_afterok_on_one_task_waits_for_that_task_only(running: JobService, tmp_path: Path) -> None:
+    service = running
     tasks = _array(service, tmp_path)
     second, third = tasks[1], tasks[2]
     after_second = _reduce(service, tmp_path, f"afterok:{tasks[0].id}_2")
@@ -134,7 +142,8 @@ def test_afterok_on_one_task_waits_for_that_task_only(service: JobService, tmp_p
     assert _output(done).split("\n")[0].split() == ["done-1", "done-2"]
 
 
-def test_aftercorr_pairs_the_tasks_of_two_arrays(service: JobService, tmp_path: Path) -> None:
+def test_aftercorr_pairs_the_tasks_of_two_arrays(running: JobService, tmp_path: Path) -> None:
+    service = running
     parts = _array(service, tmp_path, "1-4", failing=4)
     by_index = {task.spec.array_task_id: task.id for task in parts}
     script = "#!/bin/bash\nls {dir} | grep '^done-' | sort | tr '\\n' ' '\n".format(dir=tmp_path)
@@ -152,3 +161,21 @@ def test_aftercorr_pairs_the_tasks_of_two_arrays(service: JobService, tmp_path: 
     assert never.state is jobs.JobState.PENDING
     assert service.dependency_states([never]) == {corr[4]: f"aftercorr:{parts[0].id}_*(failed)"}
     service.cancel([corr[4]])
+
+
+def test_facts_of_an_array_name_the_states_its_tasks_are_in(repository, tmp_path: Path) -> None:
+    """The repository's answer for dependencies, without a scheduler: states found by index probes."""
+    tasks = repository.add_array(spec("true", working_dir=str(tmp_path)), range(1, 7))
+    plain = repository.add_job(spec("true", working_dir=str(tmp_path)))
+    array_id = tasks[0].id
+    facts = repository.dependency_facts({array_id, plain.id, 999_999}, {(array_id, 2), (array_id, 9)})
+    assert facts.jobs == {array_id: jobs.JobState.PENDING, plain.id: jobs.JobState.PENDING}
+    assert facts.arrays == {array_id: ArrayState(pending=True)} and facts.tasks == {(array_id, 2): jobs.JobState.PENDING}
+    with repository.engine.begin() as connection:
+        for task, state in zip(tasks, ["COMPLETED", "RUNNING", "TIMEOUT", "COMPLETED", "COMPLETED", "COMPLETED"]):
+            connection.execute(update(JobRow).where(JobRow.id == task.id).values(state=state))
+    assert repository.dependency_facts([array_id]).arrays == {
+        array_id: ArrayState(running=True, completed=True, not_ok=True)}
+    assert repository.cancel_invalid_dependents([plain.id, tasks[1].id]) == [plain.id]  # only PENDING ones
+    cancelled = repository.get(plain.id)
+    assert (cancelled.state, cancelled.reason) == (jobs.JobState.CANCELLED, jobs.Reason.DEPENDENCY_NEVER)

@@ -196,3 +196,19 @@ def test_render_shows_the_dependency_as_scontrol_and_squeue() -> None:
     assert render.queue_row_with_dependency(job, now)[-1] == "afterok:40_*(unfulfilled)"
     assert render.queue_row_with_dependency({**job, "dependency_state": None}, now)[-1] == "(null)"
     assert render.show_text(job, now).count("Dependency=") == 1
+
+
+def test_submit_options_and_the_job_environment() -> None:
+    from cli import sbatch
+    from conductor.jobs import Job, JobSpec, job_environment
+
+    body = sbatch.parse(["--wrap", "true", "-d", "afterok:40_*", "--kill-on-invalid-dep=yes"]).body["job"]
+    assert (body["dependency"], body["kill_on_invalid_dependency"]) == ("afterok:40_*", True)
+    assert "kill_on_invalid_dependency" not in sbatch.parse(["--wrap", "true"]).body["job"]
+    for bad, message in ((["-d", "afterok:4_x"], "-d/--dependency"), (["--kill-on-invalid-dep=maybe"], "yes or no")):
+        with pytest.raises(sbatch.UsageError, match=message):
+            sbatch.parse(["--wrap", "true", *bad])
+    job = Job(7, JobSpec(script="true", dependency="afterok:40"), S.RUNNING, "None", datetime.now(timezone.utc))
+    assert job_environment(job, node_name="n")["SLURM_JOB_DEPENDENCY"] == "afterok:40"
+    assert "SLURM_JOB_DEPENDENCY" not in job_environment(Job(8, JobSpec(script="true"), S.RUNNING, "None",
+                                                             datetime.now(timezone.utc)), node_name="n")
