@@ -170,7 +170,8 @@ def test_facts_of_an_array_name_the_states_its_tasks_are_in(repository, tmp_path
     array_id = tasks[0].id
     facts = repository.dependency_facts({array_id, plain.id, 999_999}, {(array_id, 2), (array_id, 9)})
     assert facts.jobs == {array_id: jobs.JobState.PENDING, plain.id: jobs.JobState.PENDING}
-    assert facts.arrays == {array_id: ArrayState(pending=True)} and facts.tasks == {(array_id, 2): jobs.JobState.PENDING}
+    assert facts.arrays == {array_id: ArrayState(pending=True)}
+    assert facts.tasks == {(array_id, 2): jobs.JobState.PENDING}  # no task 9
     with repository.engine.begin() as connection:
         for task, state in zip(tasks, ["COMPLETED", "RUNNING", "TIMEOUT", "COMPLETED", "COMPLETED", "COMPLETED"]):
             connection.execute(update(JobRow).where(JobRow.id == task.id).values(state=state))
