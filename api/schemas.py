@@ -67,9 +67,13 @@ class JobDescription(BaseModel):
                                                  "the top-level script field is the seed's place.")
     array: StrictStr | None = Field(None, description="Job array indexes (-a): 0-15, 1,3,5, 0-15:4, 0-99%10 "
                                                       "(%N: at most N tasks run at once).", examples=["0-15%4"])
-    dependency: StrictStr | None = Field(None, description="Dependencies (-d): after, afterany, afterok, "
-                                                           "afternotok with :JOBID..., or singleton; ',' = and, "
-                                                           "'?' = or.", examples=["afterok:12:13"])
+    dependency: StrictStr | None = Field(
+        None, description="Dependencies (-d): after, afterany, afterok, afternotok or aftercorr with :JOBID..., "
+                          "or singleton; ',' = and, '?' = or. JOBID: 42, 40_2 (one array task), or an array's "
+                          "id (40 or 40_*: every task of the array).", examples=["afterok:12:13", "afterok:40"])
+    kill_on_invalid_dependency: bool = Field(
+        False, description="Cancel the job once its dependency can never be met (--kill-on-invalid-dep=yes); "
+                           "otherwise it stays PENDING with reason DependencyNeverSatisfied.")
     hold: bool = Field(False, description="Submit held (-H): PENDING with reason JobHeldUser until released.")
     begin_time: Union[datetime, StrictInt, None] = Field(
         None, description="Do not start before this time (--begin): ISO 8601, or a Unix timestamp.",
@@ -213,7 +217,13 @@ class JobOut(BaseModel):
     array_job_id: int | None = Field(None, examples=[40])
     array_task_id: int | None = Field(None, examples=[2])
     array_max_running: int | None = Field(None, description="The array's %N throttle.", examples=[4])
-    dependency: str | None = Field(None, examples=["afterok:12"])
+    dependency: str | None = Field(None, description="--dependency as submitted.", examples=["afterok:40"])
+    dependency_state: str | None = Field(
+        None, description="The dependency as Slurm shows it (scontrol's Dependency=, squeue's %E): what is not "
+                          "fulfilled yet, each with (unfulfilled) or (failed); an array as ID_*. null once "
+                          "fulfilled, without a dependency, and in a submit's answer (not read there).",
+        examples=["afterok:40_*(unfulfilled)"])
+    kill_on_invalid_dependency: bool = Field(False, description="--kill-on-invalid-dep.")
     hold: str | None = Field(None, description="null, user or admin.", examples=[None])
     begin_time: datetime | None = Field(None, description="Earliest start (--begin).")
     cancel_requested: bool = Field(False, description="A cancel was asked while the job ran.")
@@ -228,9 +238,10 @@ class JobOut(BaseModel):
                    "nice": 0, "admin": 0}])
 
     @classmethod
-    def from_job(cls, job: jobs.Job, factors: dict | None = None) -> "JobOut":
+    def from_job(cls, job: jobs.Job, factors: dict | None = None, dependency_state: str | None = None) -> "JobOut":
         spec = job.spec
         return cls(
+            dependency_state=dependency_state, kill_on_invalid_dependency=spec.kill_on_invalid_dependency,
             nodes=spec.nodes, gpus_per_node=spec.gpus_per_node, node_list=job.node_list, priority_factors=factors,
             job_id=job.id, name=spec.name, account=spec.account, partition=spec.partition, user=spec.user,
             state=job.state, reason=job.reason, reason_message=job.reason_message, exit_code=job.exit_code_text, return_code=job.exit_code,

@@ -153,8 +153,9 @@ def _exit_code(job: jobs.Job) -> dict[str, Any]:
             "signal": {"id": no_val(), "name": ""}}
 
 
-def job_info(job: jobs.Job) -> dict[str, Any]:
-    """A conductor job as Slurm's job_info."""
+def job_info(job: jobs.Job, dependency_state: str | None = None) -> dict[str, Any]:
+    """A conductor job as Slurm's job_info; ``dependency_state`` is what is left of its dependency, as Slurm
+    shows it (``afterok:40_*(unfulfilled)``; "" once fulfilled)."""
     spec = job.spec
     held = spec.hold is not None
     limit_min = None if spec.time_limit_s is None else math.ceil(spec.time_limit_s / 60)
@@ -209,7 +210,7 @@ def job_info(job: jobs.Job) -> dict[str, Any]:
         "array_task_id": no_val(spec.array_task_id) if is_task else no_val(),
         "array_max_tasks": no_val(spec.array_max_running or 0),
         "array_task_string": "",
-        "dependency": spec.dependency or "",
+        "dependency": dependency_state or "",
         "flags": [],
         "qos": "",
     }

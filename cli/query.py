@@ -104,12 +104,16 @@ def queue(
                                          help="States (comma list of names or codes: PD,R,CD,F,CA,TO,OOM,NF) "
                                               "or 'all'. Default: PENDING,RUNNING (all with -j)."),
     jobs: Optional[str] = _JOBS, name: Optional[str] = _NAME, noheader: bool = _NOHEADER, as_json: bool = _JSON,
+    dependency: bool = typer.Option(False, "--dependency",
+                                    help="Add a DEPENDENCY column (squeue's %E): afterok:40_*(unfulfilled)."),
 ) -> None:
     """List pending and running jobs, like squeue.
 
-    conductor queue [-u USERS] [-A ACCOUNTS] [-p PARTITIONS] [-t STATES|all] [-j IDS] [-n NAMES] [--json]
+    conductor queue [-u USERS] [-A ACCOUNTS] [-p PARTITIONS] [-t STATES|all] [-j IDS] [-n NAMES] [--dependency]
+    [--json]
 
     TIME is the time run so far; NODE(REASON) is the node, or (Reason) while the job waits.
+    DEPENDENCY is what the job still waits for, each part (unfulfilled) or (failed); (null) when nothing.
 
     Example: conductor queue -u alice -t PD,R
     """
@@ -117,8 +121,9 @@ def queue(
     state_names = _states(states) if states is not None else ([] if jobs else ACTIVE_STATES)
     if state_names:
         params["state"] = state_names
-    _list(ctx, params, render.QUEUE_HEADERS, render.queue_row, render.QUEUE_RIGHT, as_json=as_json,
-          header=not noheader)
+    headers, row = ((render.QUEUE_DEPENDENCY_HEADERS, render.queue_row_with_dependency) if dependency
+                    else (render.QUEUE_HEADERS, render.queue_row))
+    _list(ctx, params, headers, row, render.QUEUE_RIGHT, as_json=as_json, header=not noheader)
 
 
 # -- history ------------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ UNKNOWN = "Unknown"
 
 QUEUE_HEADERS = ("JOBID", "PARTITION", "NAME", "USER", "ACCOUNT", "ST", "TIME", "CPUS", "PRIORITY", "NODE(REASON)")
 QUEUE_RIGHT = frozenset({"JOBID", "TIME", "CPUS", "PRIORITY"})
+#: ``queue --dependency``: squeue's %E as a last column.
+QUEUE_DEPENDENCY_HEADERS = (*QUEUE_HEADERS, "DEPENDENCY")
 PARTITION_HEADERS = ("PARTITION", "AVAIL", "TIMELIMIT", "NODES", "CPUS(A/I/T)", "MEMORY(A/T)", "GPUS", "JOBS(R/PD)",
                      "NODELIST")
 PARTITION_RIGHT = frozenset({"NODES", "GPUS"})
@@ -32,7 +34,7 @@ _SHOWN = frozenset({
     "restart_count", "exit_code", "return_code", "signal", "time_limit_s", "submit_time", "start_time", "end_time",
     "partition", "node", "cpus", "ntasks_per_node", "cpus_per_task", "memory_per_node_mb", "working_directory",
     "stderr_path", "stdout_path", "cpu_time_user_s", "cpu_time_system_s", "max_rss_kb", "nodes", "gpus_per_node",
-    "node_list", "priority_factors"})
+    "node_list", "priority_factors", "dependency", "dependency_state"})
 
 
 # -- quantities ---------------------------------------------------------------------------
@@ -121,6 +123,16 @@ def queue_row(job: Job, now: datetime) -> list[str]:
             str(job["cpus"]), current_priority(job), node_or_reason(job)]
 
 
+def queue_row_with_dependency(job: Job, now: datetime) -> list[str]:
+    """A queue line plus squeue's %E: what is left of the dependency, ``afterok:40_*(unfulfilled)``."""
+    return [*queue_row(job, now), dependency(job)]
+
+
+def dependency(job: Job) -> str:
+    """The dependency as scontrol and squeue print it: the unfulfilled rest, or ``(null)`` (none, or met)."""
+    return job.get("dependency_state") or "(null)"
+
+
 def current_priority(job: Job) -> str:
     """The priority the scheduler orders a pending job by; "-" once it left the queue."""
     factors = job.get("priority_factors")
@@ -159,7 +171,7 @@ def show_fields(job: Job, now: datetime) -> list[list[tuple[str, str]]]:
         [("Priority", current_priority(job) if job.get("priority_factors") else str(job["priority"])),
          ("Nice", str(job["nice"])), ("AdminPriority", str(job["priority"]))],
         *([_factor_fields(job["priority_factors"])] if job.get("priority_factors") else []),
-        [("JobState", job["state"]), ("Reason", job["reason"])],
+        [("JobState", job["state"]), ("Reason", job["reason"]), ("Dependency", dependency(job))],
         [("Requeue", "1" if job["requeue"] else "0"), ("Restarts", str(job["restart_count"])),
          ("ExitCode", job["exit_code"])],
         [("RunTime", sacct_elapsed(elapsed_s(job, now))),

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Mapping
 
-from conductor import arrays, directives, units
+from conductor import arrays, dependencies, directives, units
 
 WRAP_TEMPLATE = "#!/bin/sh\n# This script was created by conductor submit --wrap.\n\n{command}\n"
 #: sbatch's default adjustment for a bare --nice.
@@ -71,8 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("-W", "--wait", action="store_const", const=True, help="wait for the job; exit with its exit code")
     add("--parsable", action="store_const", const=True, help="print only the job id")
     add("-a", "--array", metavar="INDEXES", type=_array, help="job array: 0-15, 1,3,5, 0-15:4, 0-99%%10")
-    add("-d", "--dependency", metavar="LIST", help="afterok:ID[:ID], afternotok, afterany, after, singleton; "
-                                                   "',' = and, '?' = or")
+    add("-d", "--dependency", metavar="LIST", type=_dependency,
+        help="afterok:ID[:ID], afternotok, afterany, after, aftercorr, singleton; ',' = and, '?' = or; "
+             "ID: 42, 40_2 (one task), 40 or 40_* (every task of array 40)")
+    add("--kill-on-invalid-dep", dest="kill_on_invalid_dep", metavar="yes|no", type=_yes_no,
+        help="cancel the job once its dependency can never be met (default no: it waits, "
+             "reason DependencyNeverSatisfied)")
     add("-H", "--hold", action="store_const", const=True, help="submit held (release with conductor release)")
     add("-b", "--begin", metavar="TIME", type=_begin, help="not before: now+N[minutes|hours|days], HH:MM, "
                                                            "YYYY-MM-DD[THH:MM]")
@@ -135,6 +139,13 @@ def _gres(text: str) -> int:
     return _positive(parts[-1])
 
 
+def _yes_no(text: str) -> bool:
+    if text.strip().lower() not in ("yes", "no"):
+        raise argparse.ArgumentTypeError(f"{text!r}: use yes or no")
+    return text.strip().lower() == "yes"
+
+
+_dependency = _checked(dependencies.parse, keep_text=True)
 _memory = _checked(units.parse_memory_mb)
 _time = _checked(units.parse_time_limit_s, keep_text=True)
 _array = _checked(arrays.parse, keep_text=True)
@@ -244,7 +255,8 @@ def _body(options: dict, script: str, default_name: str, environ: Mapping[str, s
         job["memory_per_node"] = options["mem_per_cpu"] * cpus * tasks
     renames = {"partition": "partition", "time": "time_limit", "output": "standard_output",
                "error": "standard_error", "requeue": "requeue", "nice": "nice", "priority": "priority",
-               "array": "array", "dependency": "dependency", "hold": "hold", "begin": "begin_time"}
+               "array": "array", "dependency": "dependency", "kill_on_invalid_dep": "kill_on_invalid_dependency",
+               "hold": "hold", "begin": "begin_time"}
     job.update({api: options[key] for key, api in renames.items() if options.get(key) is not None})
     return {"job": job, "script": script}
 

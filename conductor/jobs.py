@@ -104,6 +104,7 @@ class JobSpec:
     hold: str | None = None  #: None, "user" or "admin"
     begin_time: datetime | None = None
     dependency: str | None = None
+    kill_on_invalid_dependency: bool = False  #: --kill-on-invalid-dep: cancel once the dependency cannot be met
     array_job_id: int | None = None
     array_task_id: int | None = None
     array_max_running: int | None = None
@@ -247,5 +248,7 @@ def job_environment(job: Job, *, node_name: str, node_list: Sequence[str] = ()) 
         env[f"CONDUCTOR_{key}"] = value
         env[f"SLURM_{key}"] = value
     env["SLURM_JOBID"] = str(job.id)
+    if spec.dependency:
+        env["SLURM_JOB_DEPENDENCY"] = spec.dependency  # sbatch: the value of --dependency
     env["SLURMD_NODENAME"] = node_name
     return env

@@ -14,7 +14,7 @@ import time
 from dataclasses import replace
 from typing import Sequence
 
-from conductor import arrays, dependencies, jobs, output, priority, queue, units
+from conductor import arrays, dependencies, eligibility, jobs, output, priority, queue, units
 from conductor import partitions as partition_config
 from conductor.db import listing
 from conductor.config import Settings
@@ -239,9 +239,9 @@ class JobService:
             parsed = dependencies.parse(text)
         except ValueError as exc:
             raise InvalidJobSpec("dependency", str(exc)) from None
-        missing = sorted(parsed.job_ids - set(self._repo.states_of(parsed.job_ids)))
-        if missing:
-            raise InvalidJobSpec("dependency", f"job {missing[0]} does not exist")
+        missing = dependencies.first_missing(parsed, eligibility.facts_for([(parsed, None)], self._repo))
+        if missing is not None:
+            raise InvalidJobSpec("dependency", f"job {missing} does not exist")
 
     @staticmethod
     def _check_partition_limits(spec: jobs.JobSpec, partition: partition_config.Partition) -> None:
@@ -315,6 +315,10 @@ class JobService:
     def queue_summary(self) -> list[tuple[str, jobs.Reason, str, int, int]]:
         """(state, reason, partition, jobs, CPUs over all their nodes) of pending and running jobs."""
         return self._repo.active_summary()
+
+    def dependency_states(self, found: Sequence[jobs.Job]) -> dict[int, str]:
+        """Each waiting job's dependency as Slurm shows it (``afterok:40_*(unfulfilled)``); one read."""
+        return eligibility.describe(found, self._repo)
 
     def list_jobs(self, job_filter: listing.JobFilter, *, cursor: int | None = None,
                   limit: int = 100) -> tuple[list[jobs.Job], int | None]:

@@ -84,7 +84,8 @@ def _item_error(index: int, field: str, reason: str) -> RequestValidationError:
 def get_job(job_id: Annotated[int, Path(ge=1, le=MAX_JOB_ID, description="Job id.")],
             service: ServiceDep, caller: CallerDep) -> JobOut:
     job = visible_job(service, caller, job_id)
-    return JobOut.from_job(job, service.priority_factors([job]).get(job.id))
+    return JobOut.from_job(job, service.priority_factors([job]).get(job.id),
+                           service.dependency_states([job]).get(job.id))
 
 
 @router.get("", response_model=JobListResponse, responses=_ERRORS, summary="List jobs (squeue, sacct)")
@@ -96,8 +97,9 @@ def list_jobs(query: Annotated[JobListQuery, Query()], service: ServiceDep, call
     if not caller.admin:
         wanted = replace(wanted, users=[caller.name])
     found, next_cursor = service.list_jobs(wanted, cursor=query.cursor, limit=query.limit)
-    factors = service.priority_factors(found)
-    return JobListResponse(jobs=[JobOut.from_job(job, factors.get(job.id)) for job in found], next_cursor=next_cursor)
+    factors, waiting_on = service.priority_factors(found), service.dependency_states(found)
+    return JobListResponse(jobs=[JobOut.from_job(job, factors.get(job.id), waiting_on.get(job.id)) for job in found],
+                           next_cursor=next_cursor)
 
 
 _OUTPUT_HEADERS = {
@@ -159,4 +161,5 @@ def to_spec(body: SubmitRequest, *, default_dir: str) -> jobs.JobSpec:
         memory_per_node_mb=desc.memory_per_node or 0,
         time_limit_s=desc.time_limit, priority=desc.priority, nice=desc.nice, requeue=desc.requeue,
         stdout_pattern=desc.standard_output, stderr_pattern=desc.standard_error, hold="user" if desc.hold else None,
-        begin_time=desc.begin_time, dependency=desc.dependency)
+        begin_time=desc.begin_time, dependency=desc.dependency,
+        kill_on_invalid_dependency=desc.kill_on_invalid_dependency)

@@ -397,6 +397,9 @@ class _Builder:
         self.put("nice", _finite(self.take("nice"), self.path("nice"), signed=True), "nice")
         self.put("requeue", _boolean(self.take("requeue"), self.path("requeue")), "requeue")
         self.put("begin_time", _begin_time(self.take("begin_time"), self.path("begin_time")), "begin_time")
+        self.put("kill_on_invalid_dependency", _boolean(self.take("kill_on_invalid_dependency"),
+                                                        self.path("kill_on_invalid_dependency")),
+                 "kill_on_invalid_dependency")
 
     def warn_about_the_rest(self) -> None:
         for name, value in self.job.items():
@@ -540,8 +543,9 @@ def _resolve(service: JobService, text: str) -> list[jobs.Job]:
 
 def _jobs_reply(request: Request, version: str, found: list[jobs.Job]) -> JSONResponse:
     now = no_val(int(time.time()))
-    return _reply(request, version, {"jobs": [job_info(job) for job in found], "last_backfill": now,
-                                     "last_update": now})
+    waiting_on = _service(request).dependency_states(found)
+    return _reply(request, version, {"jobs": [job_info(job, waiting_on.get(job.id)) for job in found],
+                                     "last_backfill": now, "last_update": now})
 
 
 def _list_all(service: JobService, job_filter: JobFilter) -> list[jobs.Job]:

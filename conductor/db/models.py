@@ -69,8 +69,13 @@ class JobRow(Base):
     gpus_per_node: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: Every node the job runs on, comma-separated (node_name is the first, where the script runs).
     node_list: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: --kill-on-invalid-dep: cancel the job once its dependency can never be met (else it waits).
+    kill_on_invalid_dependency: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
-    __table_args__ = (Index("ix_jobs_state", "state"), Index("ix_jobs_array_job_id", "array_job_id"),
+    # The two array indexes answer dependencies on arrays without reading every task: which
+    # states an array's tasks are in (EXISTS on array_job_id, state) and one task's state.
+    __table_args__ = (Index("ix_jobs_state", "state"), Index("ix_jobs_array_state", "array_job_id", "state"),
+                      Index("ix_jobs_array_task", "array_job_id", "array_task_id"),
                       Index("ix_jobs_end_time", "end_time"))
 
 

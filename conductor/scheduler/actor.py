@@ -253,11 +253,17 @@ class Scheduler:
 
     def _blocked_reasons(self) -> dict[int, jobs.Reason]:
         """Pending jobs that may not start yet whatever the resources: held, --begin, dependency, partition down."""
-        pending = self._ledger.pending.values()
-        blocked, next_begin = eligibility.blocked([(p.job, p.dependency) for p in pending], self._repo,
-                                                  datetime.now(timezone.utc))
-        self._wake_at(next_begin)
-        for p in pending:
+        pending = self._ledger.pending
+        found = eligibility.check([(p.job, p.dependency) for p in pending.values()], self._repo,
+                                  datetime.now(timezone.utc))
+        self._wake_at(found.next_begin)
+        for job_id in found.cancelled:  # --kill-on-invalid-dep: CANCELLED now, no longer pending
+            gone = pending.pop(job_id)
+            self._spawn(self._retry(lambda entries=sorted(gone.entry_ids): self._consumer.ack(entries)))
+        if found.cancelled:
+            self._request_pass()  # another pass: the jobs that depend on these may be decided now
+        blocked = {job_id: reason for job_id, reason in found.reasons.items() if job_id in pending}
+        for p in pending.values():
             if p.job.spec.partition in self._down_partitions and p.job.id not in blocked:
                 blocked[p.job.id] = jobs.Reason.PARTITION_DOWN
         return blocked

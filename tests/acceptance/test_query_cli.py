@@ -157,7 +157,7 @@ def test_history_shows_elapsed_cpu_time_and_max_rss(server: dict) -> None:
 def test_history_counts_every_node_of_a_multi_node_job(server: dict) -> None:
     """A -N 2 job holding 3 CPUs per node: AllocCPUS 6, CPUTime = Elapsed x 6 (sacct counts the whole job)."""
     user = _user()
-    job_id = _submit(server, user, name="wide", cpus_per_task=3, nodes=2)
+    job_id = _submit(server, user, name="wide", account="wide", cpus_per_task=3, nodes=2)
     b1, b2 = node("b1", 8, 8192), node("b2", 8, 8192)
     assert server["service"].repository.start_jobs([Allocation(job_id, (b1, b2), Resources(3, 0))]) == {job_id}
     server["service"].repository.finish_job(job_id, jobs.Ending(jobs.JobState.COMPLETED, jobs.Reason.NONE,

@@ -200,9 +200,14 @@ def test_other_implemented_fields_map_to_the_job(client: TestClient) -> None:
     assert job["user_name"] == "alice" and job["priority"]["number"] == 7 and job["requeue"] is False
     assert job["eligible_time"]["number"] == begin
     dependent = _submit(client, {"job": {"name": "dep", "dependency": f"afterok:{resp['job_id']}", "hold": True,
-                                         "current_working_directory": "/tmp", "script": "#!/bin/bash\ntrue"}})
+                                         "kill_on_invalid_dependency": True, "current_working_directory": "/tmp",
+                                         "script": "#!/bin/bash\ntrue"}})
+    assert dependent["warnings"] == []
     job = _job(client, dependent["job_id"])
-    assert job["dependency"] == f"afterok:{resp['job_id']}" and job["hold"] is True
+    # Slurm's view of it: what is still unfulfilled (the job it waits for is pending, no scheduler runs)
+    assert job["dependency"] == f"afterok:{resp['job_id']}(unfulfilled)" and job["hold"] is True
+    stored = client.service.get(dependent["job_id"]).spec  # type: ignore[attr-defined]
+    assert stored.dependency == f"afterok:{resp['job_id']}" and stored.kill_on_invalid_dependency is True
 
 
 def test_script_in_job_or_at_top_level(client: TestClient) -> None:
