@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Mapping
 
-from conductor import arrays, dependencies, directives, units
+from conductor import arrays, dependencies, directives, slurm_options, units
 
 WRAP_TEMPLATE = "#!/bin/sh\n# This script was created by conductor submit --wrap.\n\n{command}\n"
 #: sbatch's default adjustment for a bare --nice.
@@ -124,19 +124,20 @@ def _checked(parse: Callable[[str], object], *, keep_text: bool = False) -> Call
 
 def _nodes(text: str) -> int:
     """-N N or N-M (a range: the minimum, which is what conductor allocates)."""
-    low, _, high = text.partition("-")
-    first = _positive(low)
-    if high and _positive(high) < first:
-        raise argparse.ArgumentTypeError(f"{text!r}: the maximum is below the minimum")
-    return first
+    try:
+        return slurm_options.minimum_nodes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _gres(text: str) -> int:
     """--gres gpu:N or gpu:TYPE:N (GPUs per node); other resources are not known here."""
-    parts = text.split(":")
-    if parts[0] != "gpu" or len(parts) not in (2, 3):
+    count = slurm_options.gpus_from_gres(text)
+    if count is None:
         raise argparse.ArgumentTypeError(f"{text!r}: only gpu:N or gpu:TYPE:N is supported")
-    return _positive(parts[-1])
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return count
 
 
 def _yes_no(text: str) -> bool:
@@ -215,25 +216,22 @@ def _refuse_unsupported(options: dict) -> None:
              if options.get(key) is not None]
     if len(given) > 1:
         raise UsageError(f"{' and '.join(given)} are mutually exclusive")
-    tasks, per_node, nodes = options.get("ntasks"), options.get("ntasks_per_node"), options.get("nodes")
-    if tasks is not None and per_node is not None and nodes is not None and tasks != per_node * nodes:
-        raise UsageError(f"-n {tasks} is not --ntasks-per-node {per_node} x -N {nodes}")
 
 
 def _layout(options: dict) -> tuple[int, int, int]:
     """(nodes, tasks per node, GPUs per node) from -N, -n, --ntasks-per-node, --gpus, --gres, as sbatch does."""
-    tasks, per_node, nodes = options.get("ntasks"), options.get("ntasks_per_node"), options.get("nodes")
-    if nodes is None:
-        nodes = -(-tasks // per_node) if tasks and per_node else 1
-    if per_node is None:
-        per_node = -(-tasks // nodes) if tasks else 1
+    try:
+        layout = slurm_options.layout(options.get("ntasks"), options.get("ntasks_per_node"), options.get("nodes"))
+    except slurm_options.TaskCountMismatch as exc:
+        raise UsageError(f"-n {exc.tasks} is not --ntasks-per-node {exc.tasks_per_node} x -N {exc.nodes}") from None
     gpus = options.get("gpus_per_node") or options.get("gres") or 0
     if options.get("gpus") is not None:
-        if options["gpus"] % nodes:
-            raise UsageError(f"--gpus {options['gpus']} cannot be spread evenly over {nodes} nodes; "
-                             "use --gpus-per-node")
-        gpus = options["gpus"] // nodes
-    return nodes, per_node, gpus
+        try:
+            gpus = slurm_options.gpus_per_node(options["gpus"], layout.nodes)
+        except ValueError:
+            raise UsageError(f"--gpus {options['gpus']} cannot be spread evenly over {layout.nodes} nodes; "
+                             "use --gpus-per-node") from None
+    return layout.nodes, layout.tasks_per_node, gpus
 
 
 def _body(options: dict, script: str, default_name: str, environ: Mapping[str, str], cwd: Path) -> dict:
@@ -252,7 +250,7 @@ def _body(options: dict, script: str, default_name: str, environ: Mapping[str, s
     if options.get("mem") is not None:
         job["memory_per_node"] = options["mem"]
     elif options.get("mem_per_cpu") is not None:
-        job["memory_per_node"] = options["mem_per_cpu"] * cpus * tasks
+        job["memory_per_node"] = slurm_options.memory_per_node_mb(options["mem_per_cpu"], cpus, tasks)
     renames = {"partition": "partition", "time": "time_limit", "output": "standard_output",
                "error": "standard_error", "requeue": "requeue", "nice": "nice", "priority": "priority",
                "array": "array", "dependency": "dependency", "kill_on_invalid_dep": "kill_on_invalid_dependency",
