@@ -31,13 +31,17 @@ async def _settings(request: Request) -> Settings:
 def _tokens(request: Request) -> TokenStore:
     store = getattr(request.app.state, "tokens", None)
     if store is None:
-        store = request.app.state.tokens = TokenStore(request.app.state.service.repository.engine)
+        store = request.app.state.tokens = request.app.state.service.token_store()
     return store
 
 
+#: slurmrestd's authentication headers (auth/jwt): the user's name and their token.
+SLURM_USER_NAME_HEADER = "X-SLURM-USER-NAME"
+SLURM_USER_TOKEN_HEADER = "X-SLURM-USER-TOKEN"
+
 _BEARER = HTTPBearer(auto_error=False, description="An API token (conductor token create), when AUTH=token.")
-_SLURM_NAME = APIKeyHeader(name="X-SLURM-USER-NAME", auto_error=False, description="Slurm's user name header.")
-_SLURM_TOKEN = APIKeyHeader(name="X-SLURM-USER-TOKEN", auto_error=False, description="Slurm's token header.")
+_SLURM_NAME = APIKeyHeader(name=SLURM_USER_NAME_HEADER, auto_error=False, description="Slurm's user name header.")
+_SLURM_TOKEN = APIKeyHeader(name=SLURM_USER_TOKEN_HEADER, auto_error=False, description="Slurm's token header.")
 
 
 async def _caller_from_security(
@@ -68,6 +72,17 @@ def _caller(request: Request, *, authorization: str | None, x_slurm_user_name: s
     if caller is None:
         raise NotAuthenticated("a valid token is required: Authorization: Bearer <token>")
     return caller
+
+
+def caller_of(request: Request) -> Caller:
+    """The caller of a request read from its headers, for code that has the Request but no dependencies.
+
+    Blocking with AUTH=token (the token lookup reads the database): call it from the thread pool.
+    """
+    headers = request.headers
+    return _caller(request, authorization=headers.get("authorization"),
+                   x_slurm_user_name=headers.get(SLURM_USER_NAME_HEADER),
+                   x_slurm_user_token=headers.get(SLURM_USER_TOKEN_HEADER))
 
 
 ServiceDep = Annotated[JobService, Depends(_service)]

@@ -20,7 +20,8 @@ from conductor.db import listing
 from conductor.config import Settings
 from conductor.db.repository import JobRepository
 from conductor.db.session import make_engine, migrate
-from conductor.exceptions import InvalidJobSpec, JobNotFound
+from conductor.auth import TokenStore
+from conductor.exceptions import InvalidJobSpec, JobNotFound, ServiceUnavailable
 from conductor.queue import JobQueue, make_queue
 from conductor.resources import NOTHING, Node, Resources
 
@@ -345,6 +346,41 @@ class JobService:
         path = job.stdout_path if stream == "stdout" else job.stderr_path
         data, start, size = output.read_range(path, offset=offset, limit_bytes=limit_bytes, tail_bytes=tail_bytes)
         return output.OutputChunk(job, data, start, size)
+
+    # -- for the API's health, Slurm and authentication layers (public, so they need not reach
+    # -- into the repository or the queue)
+
+    def ping(self) -> dict[str, ServiceUnavailable | None]:
+        """Whether the database and the queue answer: ``{"database": None, "queue": QueueUnavailable(...)}``.
+
+        Each component maps to None when it answers, else to the ServiceUnavailable that says why.
+        Both are asked, whatever the first answers.
+        """
+        components: dict[str, ServiceUnavailable | None] = {}
+        for name, check in (("database", self._repo.ping), ("queue", self._queue.ping)):
+            try:
+                check()
+                components[name] = None
+            except ServiceUnavailable as exc:
+                components[name] = exc
+        return components
+
+    def resolve(self, job_id: int, task_id: int | None = None) -> list[jobs.Job]:
+        """The jobs a Slurm job id names, in id order: ``42`` (the job; for an array's id, all its
+        tasks) or, with ``task_id``, ``40_2`` (task 2 of array 40; empty when the array has no such task).
+
+        Raises JobNotFound when ``job_id`` is not a job.
+        """
+        found = [self._repo.get(job_id)]
+        if found[0].spec.array_job_id == job_id:
+            found = self._repo.get_many(self._repo.expand_ids([job_id]))
+        if task_id is not None:
+            found = [job for job in found if job.spec.array_job_id == job_id and job.spec.array_task_id == task_id]
+        return sorted(found, key=lambda job: job.id)
+
+    def token_store(self) -> TokenStore:
+        """The API tokens, stored in this service's database."""
+        return TokenStore(self._repo.engine)
 
 
 def _check_script(script: str, max_bytes: int) -> None:

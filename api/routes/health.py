@@ -9,21 +9,13 @@ from api.deps import ServiceDep, SettingsDep
 from api.errors import RETRY_AFTER_S
 from api.schemas import HealthResponse
 from conductor.scheduler.handle import status as scheduler_status
-from conductor.exceptions import ServiceUnavailable
 from conductor.service import JobService
 
 router = APIRouter(prefix="/api", tags=["health"])
 
 
 def _storage(service: JobService) -> dict[str, str]:
-    components = {}
-    for name, check in (("database", service.repository.ping), ("queue", service.job_queue.ping)):
-        try:
-            check()
-            components[name] = "ok"
-        except ServiceUnavailable as exc:
-            components[name] = f"unavailable: {exc}"
-    return components
+    return {name: "ok" if failure is None else f"unavailable: {failure}" for name, failure in service.ping().items()}
 
 
 @router.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
