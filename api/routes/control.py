@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import signal as signal_module
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
 from api.deps import CallerDep, ServiceDep, visible_job
 from api.schemas import MAX_JOB_ID, ControlResponse, ErrorResponse
-from conductor.exceptions import Forbidden, InvalidJobSpec
+from conductor.exceptions import Forbidden
+from conductor.signals import signal_number
 
 router = APIRouter(prefix="/api/jobs", tags=["control"])
 _ERRORS = {404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
 JobIdPath = Annotated[int, Path(ge=1, le=MAX_JOB_ID, description="Job id (an array's id stands for all its tasks).")]
-
-
-def signal_number(name: str) -> int:
-    """``USR1``, ``SIGUSR1`` or ``10`` -> 10; InvalidJobSpec naming ``signal`` otherwise."""
-    text = name.strip().upper()
-    if text.isdigit() and 0 < int(text) < signal_module.NSIG:
-        return int(text)
-    try:
-        return int(signal_module.Signals[text if text.startswith("SIG") else f"SIG{text}"])
-    except KeyError:
-        raise InvalidJobSpec("signal", f"{name!r} is not a signal name or number") from None
 
 
 @router.post("/{job_id}/cancel", response_model=ControlResponse, responses=_ERRORS, summary="Cancel or signal a job")
