@@ -8,8 +8,9 @@ from typing import AsyncIterator
 from fastapi import FastAPI
 
 from api import errors
-from api.routes import cluster, control, health, jobs, slurm
+from api.routes import cluster, control, health, jobs
 from api.routes import stream  # noqa: I001 - GET /api/jobs/{id}/output/follow (SSE)
+from api.slurm import routes as slurm
 from conductor.config import Settings
 from conductor.service import JobService
 

@@ -1,8 +1,16 @@
-"""One error shape everywhere: ConductorError and validation errors become ErrorResponse bodies."""
+"""One error shape everywhere: ConductorError and validation errors become ErrorResponse bodies.
+
+``ERROR_KINDS`` is the API's one table from conductor's exceptions to what they answer (HTTP
+status, conductor's error code, Slurm's error number, headers); the Slurm routes
+(``api.slurm``) answer from the same table in Slurm's shape.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -10,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.schemas import ErrorBody, ErrorResponse, FieldError
+from api.slurm import error_numbers as slurm_errno
 from conductor.exceptions import (ConductorError, Forbidden, InvalidJobSpec, JobNotFound, NotAuthenticated,
                                   ServiceUnavailable)
 
@@ -19,8 +28,46 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
 
 
+@dataclass(frozen=True)
+class ErrorKind:
+    """How one kind of conductor error answers, in conductor's error shape and in Slurm's."""
+
+    status: int
+    #: ``error.code`` of conductor's own error body.
+    code: str
+    #: ``errors[].error_number`` of Slurm's error body (slurm_errno.h).
+    slurm_error_number: int
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+#: What an unlisted error answers: a 500 that says no more than "internal error".
+INTERNAL = ErrorKind(500, "internal", slurm_errno.SLURM_ERROR)
+
+#: The API's one exception -> answer table, for the native handler below and the Slurm routes.
+#: An error answers as its nearest listed class (DatabaseUnavailable as ServiceUnavailable).
+ERROR_KINDS: Mapping[type[ConductorError], ErrorKind] = MappingProxyType({
+    InvalidJobSpec: ErrorKind(422, "invalid_request", slurm_errno.ESLURM_REST_FAIL_PARSING),
+    JobNotFound: ErrorKind(404, "not_found", slurm_errno.ESLURM_INVALID_JOB_ID),
+    NotAuthenticated: ErrorKind(401, "unauthenticated", slurm_errno.ESLURM_USER_ID_MISSING,
+                                MappingProxyType({"WWW-Authenticate": "Bearer"})),
+    Forbidden: ErrorKind(403, "forbidden", slurm_errno.ESLURM_ACCESS_DENIED),
+    ServiceUnavailable: ErrorKind(503, "unavailable", slurm_errno.SLURM_COMMUNICATIONS_CONNECTION_ERROR,
+                                  MappingProxyType({"Retry-After": str(RETRY_AFTER_S)})),
+})
+
+
+def kind_of(exc: ConductorError) -> ErrorKind:
+    """The table's row for ``exc``: its class's, else its nearest listed base class's, else INTERNAL."""
+    for cls in type(exc).__mro__:
+        kind = ERROR_KINDS.get(cls)
+        if kind is not None:
+            return kind
+    return INTERNAL
+
+
 def error_response(status: int, code: str, message: str, fields: list[FieldError] | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
+    """conductor's one error shape: ``{"error": {"status", "code", "message", "fields"}}``."""
     body = ErrorResponse(error=ErrorBody(status=status, code=code, message=message, fields=fields or []))
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
@@ -38,20 +85,17 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
 
 
 async def _conductor_error(_request: Request, exc: ConductorError) -> JSONResponse:
+    kind = kind_of(exc)
+    if kind is INTERNAL:
+        log.error("unhandled conductor error: %s", exc)
+        return error_response(kind.status, kind.code, "internal error")
+    message, fields = str(exc), []
     if isinstance(exc, InvalidJobSpec):
-        field = exc.field if exc.field == "script" else f"job.{exc.field}"
-        return error_response(422, "invalid_request", f"{field}: {exc.reason}", [FieldError(field=field,
-                                                                                          reason=exc.reason)])
-    if isinstance(exc, JobNotFound):
-        return error_response(404, "not_found", str(exc))
-    if isinstance(exc, NotAuthenticated):
-        return error_response(401, "unauthenticated", str(exc), headers={"WWW-Authenticate": "Bearer"})
-    if isinstance(exc, Forbidden):
-        return error_response(403, "forbidden", str(exc), [FieldError(field=f"job.{exc.field}", reason=exc.reason)])
-    if isinstance(exc, ServiceUnavailable):
-        return error_response(503, "unavailable", str(exc), headers={"Retry-After": str(RETRY_AFTER_S)})
-    log.error("unhandled conductor error: %s", exc)
-    return error_response(500, "internal", "internal error")
+        name = exc.field if exc.field == "script" else f"job.{exc.field}"
+        message, fields = f"{name}: {exc.reason}", [FieldError(field=name, reason=exc.reason)]
+    elif isinstance(exc, Forbidden):
+        fields = [FieldError(field=f"job.{exc.field}", reason=exc.reason)]
+    return error_response(kind.status, kind.code, message, fields, headers=dict(kind.headers) or None)
 
 
 async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_v
 
 from conductor import arrays, jobs, output, units
 from conductor.db import listing
+from conductor.exceptions import InvalidJobSpec
 
 #: Bounds that keep values inside the database's integer columns.
 MAX_MEMORY_MB = 2**40
@@ -166,6 +167,29 @@ class SubmitRequest(BaseModel):
     job: JobDescription
     script: str | None = Field(None, description="The batch script (the seed's place).",
                                examples=["#!/bin/bash\nsleep 10"])
+
+    def to_spec(self, *, default_dir: str) -> jobs.JobSpec:
+        """The domain's JobSpec for this body (the script may sit at either of its two places).
+
+        ``default_dir`` is the working directory of a job that names none.  Raises InvalidJobSpec
+        naming ``script`` when it is missing or given twice with different contents.
+        """
+        desc = self.job
+        if self.script is not None and desc.script is not None and self.script != desc.script:
+            raise InvalidJobSpec("script", "given both as script and as job.script, with different contents")
+        script = self.script if self.script is not None else desc.script
+        if script is None:
+            raise InvalidJobSpec("script", "is required")
+        return jobs.JobSpec(
+            script=script, name=desc.name, account=desc.account, partition=desc.partition, user=desc.user,
+            argv=tuple(desc.argv), working_dir=desc.current_working_directory or default_dir,
+            environment=desc.environment or {}, cpus_per_task=desc.cpus_per_task,
+            ntasks_per_node=desc.ntasks_per_node, nodes=desc.nodes, gpus_per_node=desc.gpus_per_node,
+            memory_per_node_mb=desc.memory_per_node or 0,
+            time_limit_s=desc.time_limit, priority=desc.priority, nice=desc.nice, requeue=desc.requeue,
+            stdout_pattern=desc.standard_output, stderr_pattern=desc.standard_error,
+            hold="user" if desc.hold else None, begin_time=desc.begin_time, dependency=desc.dependency,
+            kill_on_invalid_dependency=desc.kill_on_invalid_dependency)
 
 
 class SubmitResponse(BaseModel):

@@ -339,14 +339,13 @@ def _timed(label: str, count: int, jobs_each: int, work: Callable[[], None]) -> 
 
 def direct_runs(settings, args: argparse.Namespace) -> list[Result]:  # noqa: ANN001
     """The same INSERT + XADD in this process, one thread: what HTTP and validation add up on."""
-    from api.routes.jobs import to_spec
     from api.schemas import SubmitRequest
     from conductor.db.repository import JobRepository
     from conductor.db.session import make_engine
     from conductor.queue import RedisQueue
     from conductor.service import JobService
 
-    spec = to_spec(SubmitRequest.model_validate(BODY), default_dir="/tmp")
+    spec = SubmitRequest.model_validate(BODY).to_spec(default_dir="/tmp")
     spec = JobService(settings, None, None)._complete(spec)  # noqa: SLF001 - the stored spec, as submit makes it
     engine = make_engine(settings.database_url)
     repo, job_queue = JobRepository(engine), RedisQueue(settings.redis_url, settings.ray_namespace)

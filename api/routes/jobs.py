@@ -34,7 +34,7 @@ async def submit(body: SubmitRequest, service: ServiceDep, settings: SettingsDep
     """Store the job as PENDING and queue it; returns its id.  Nothing is stored when the request is refused."""
     # async: the checks below are pure and run on the event loop; the database and queue work is
     # the one hand-off to the thread pool (a sync route costs two more: itself and its response).
-    spec = caller.check_submit(to_spec(body, default_dir=str(settings.state_dir)))
+    spec = caller.check_submit(body.to_spec(default_dir=str(settings.state_dir)))
     if body.job.array is None:
         job = await run_in_threadpool(service.submit, spec)
         return json_response(SubmitResponse(job_id=job.id, job=JobOut.from_job(job)))
@@ -59,7 +59,7 @@ def _submit_batch(body: BatchSubmitRequest, service: JobService, settings: Setti
         if item.job.array is not None:
             raise _item_error(index, "array", "job arrays are submitted one at a time to /api/jobs/submit")
         try:
-            specs.append(caller.check_submit(to_spec(item, default_dir=str(settings.state_dir))))
+            specs.append(caller.check_submit(item.to_spec(default_dir=str(settings.state_dir))))
         except InvalidJobSpec as exc:
             raise _item_error(index, exc.field, exc.reason) from None
     try:
@@ -143,23 +143,3 @@ def job_filter(query: JobListQuery) -> JobFilter:
         ids=query.job_id, states=[jobs.JobState(name) for name in query.state], users=query.user,
         accounts=query.account, partitions=query.partition, names=query.name, submitted_since=query.since,
         submitted_until=query.until, ended_since=query.ended_since, ended_until=query.ended_until)
-
-
-def to_spec(body: SubmitRequest, *, default_dir: str) -> jobs.JobSpec:
-    """The domain's JobSpec for a request body (the script may sit at either of its two places)."""
-    desc = body.job
-    if body.script is not None and desc.script is not None and body.script != desc.script:
-        raise InvalidJobSpec("script", "given both as script and as job.script, with different contents")
-    script = body.script if body.script is not None else desc.script
-    if script is None:
-        raise InvalidJobSpec("script", "is required")
-    return jobs.JobSpec(
-        script=script, name=desc.name, account=desc.account, partition=desc.partition, user=desc.user,
-        argv=tuple(desc.argv), working_dir=desc.current_working_directory or default_dir,
-        environment=desc.environment or {}, cpus_per_task=desc.cpus_per_task,
-        ntasks_per_node=desc.ntasks_per_node, nodes=desc.nodes, gpus_per_node=desc.gpus_per_node,
-        memory_per_node_mb=desc.memory_per_node or 0,
-        time_limit_s=desc.time_limit, priority=desc.priority, nice=desc.nice, requeue=desc.requeue,
-        stdout_pattern=desc.standard_output, stderr_pattern=desc.standard_error, hold="user" if desc.hold else None,
-        begin_time=desc.begin_time, dependency=desc.dependency,
-        kill_on_invalid_dependency=desc.kill_on_invalid_dependency)

@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from api.app import create_app
-from api import slurm_schemas as slurm
+from api.slurm import error_numbers as slurm_errno
+from api.slurm import schemas as slurm
 from conductor import jobs
 from conductor.config import Settings
 from conductor.db.listing import JobFilter
@@ -332,7 +333,7 @@ def test_delete_with_a_signal_and_of_an_ended_job(client: TestClient) -> None:
     job_id = _submit(client, {"job": _OK_JOB})["job_id"]
     signalled = client.delete(f"/slurm/v0.0.42/job/{job_id}", params={"signal": "SIGUSR1"})
     assert signalled.status_code == 200
-    assert signalled.json()["status"][0]["error"]["code"] == slurm.ESLURM_JOB_PENDING
+    assert signalled.json()["status"][0]["error"]["code"] == slurm_errno.ESLURM_JOB_PENDING
     assert "pending" in signalled.json()["warnings"][0]["description"]
     assert _job(client, job_id)["job_state"] == ["PENDING"]  # a signal does not cancel
     _assert_slurm_error(client.delete(f"/slurm/v0.0.42/job/{job_id}", params={"signal": "NOPE"}), 422,
@@ -341,7 +342,7 @@ def test_delete_with_a_signal_and_of_an_ended_job(client: TestClient) -> None:
     assert killed.json()["warnings"] == [] and _job(client, job_id)["job_state"] == ["CANCELLED"]
     again = client.delete(f"/slurm/v0.0.42/job/{job_id}")
     assert again.status_code == 200 and again.json()["errors"] == []
-    assert again.json()["status"][0]["error"]["code"] == slurm.ESLURM_ALREADY_DONE
+    assert again.json()["status"][0]["error"]["code"] == slurm_errno.ESLURM_ALREADY_DONE
     assert "already ended (CANCELLED)" in again.json()["warnings"][0]["description"]
 
 
@@ -369,7 +370,7 @@ def test_unreachable_queue_is_503_in_slurms_shape_and_stores_nothing(settings_fa
     with TestClient(create_app(settings)) as client:
         response = client.post("/slurm/v0.0.42/job/submit", json=TESTSUITE_BODY)
         error = _assert_slurm_error(response, 503, "queue is unavailable")
-        assert error["error_number"] == slurm.SLURM_COMMUNICATIONS_CONNECTION_ERROR
+        assert error["error_number"] == slurm_errno.SLURM_COMMUNICATIONS_CONNECTION_ERROR
         assert response.headers["retry-after"] == "5"
         assert client.app.state.service.repository.ids_in_state(jobs.JobState.PENDING) == []
         ping = client.get("/slurm/v0.0.42/ping/")

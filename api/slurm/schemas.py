@@ -1,21 +1,21 @@
-"""Slurm's REST shapes as conductor serves them under ``/slurm/v0.0.4x/`` (see ``api.routes.slurm``).
+"""Slurm's REST shapes as conductor serves them under ``/slurm/v0.0.4x/``: versions, meta, errors, job_info.
 
 Taken from SchedMD/slurm ``src/plugins/data_parser/v0.0.42/parsers.c`` (JOB_INFO,
-PROCESS_EXIT_CODE_VERBOSE, OPENAPI_META, OPENAPI_ERROR, OPENAPI_WARNING, JOB_DESC_MSG) and the
-error numbers of ``slurm/slurm_errno.h``.  Plain dicts: they are written to JSON as they are.
+PROCESS_EXIT_CODE_VERBOSE, OPENAPI_META, OPENAPI_ERROR, OPENAPI_WARNING, JOB_DESC_MSG).  Plain
+dicts: they are written to JSON as they are.  Pure: the request's parts that ``meta`` shows are
+passed in by ``api.slurm.routes``.
 """
 
 from __future__ import annotations
 
 import math
-import signal as signal_module
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Mapping
 
-from fastapi import Request
-
+from api.slurm.error_numbers import SLURM_SUCCESS, strerror
 from conductor import jobs
+from conductor.signals import signal_name
 
 #: The data_parser versions served, oldest first.
 VERSIONS = ("v0.0.40", "v0.0.41", "v0.0.42")
@@ -29,38 +29,9 @@ SLURM_RELEASE = "24.11.0"
 CLUSTER_NAME = "conductor"
 #: slurmctld keeps an ended job listed for MinJobAge (default 300 s); GET /jobs/ does the same.
 MIN_JOB_AGE_S = 300
-USER_HEADER = "x-slurm-user-name"
-TOKEN_HEADER = "x-slurm-user-token"
-
-# Error numbers and texts from slurm/slurm_errno.h and src/common/slurm_errno.c.
-SLURM_COMMUNICATIONS_CONNECTION_ERROR = 1001
-ESLURM_ACCESS_DENIED = 2002
-ESLURM_USER_ID_MISSING = 2010
-ESLURM_INVALID_JOB_ID = 2017
-ESLURM_ALREADY_DONE = 2021
-ESLURM_JOB_PENDING = 2024
-ESLURM_REST_INVALID_QUERY = 9000
-ESLURM_REST_FAIL_PARSING = 9001
-ESLURM_REST_INVALID_JOBS_DESC = 9002
-ESLURM_REST_UNKNOWN_URL = 9006
-SLURM_ERROR = -1
-STRERROR = {
-    ESLURM_ACCESS_DENIED: "Access/permission denied",
-    ESLURM_USER_ID_MISSING: "User id missing",
-    SLURM_COMMUNICATIONS_CONNECTION_ERROR: "Unable to contact slurm controller (connect failure)",
-    ESLURM_INVALID_JOB_ID: "Invalid job id specified",
-    ESLURM_ALREADY_DONE: "Job/step already completing or completed",
-    ESLURM_JOB_PENDING: "Job is pending execution",
-    ESLURM_REST_INVALID_QUERY: "Query empty or not RFC7320 compliant",
-    ESLURM_REST_FAIL_PARSING: "Failure during parsing",
-    ESLURM_REST_INVALID_JOBS_DESC: "Jobs description entry not found, empty or not dictionary or list",
-    ESLURM_REST_UNKNOWN_URL: "Unable to find requested URL endpoint",
-    SLURM_ERROR: "Unspecified error",
-    0: "No error",
-}
 
 #: Every field of Slurm's job_desc_msg (v0.0.42 parsers.c JOB_DESC_MSG, plus a few v0.0.40/41
-#: names).  ``api.routes.slurm`` maps the ones conductor implements and warns about the rest.
+#: names).  ``api.slurm.translate`` maps the ones conductor implements and warns about the rest.
 SLURM_JOB_DESC_FIELDS = frozenset("""
     account account_gather_frequency admin_comment allocation_node_list allocation_node_port argv array
     batch_features begin_time flags burst_buffer clusters cluster_constraint comment contiguous container
@@ -82,24 +53,27 @@ SLURM_JOB_DESC_FIELDS = frozenset("""
 
 
 class SlurmError(Exception):
-    """A refusal in Slurm's error shape."""
+    """A refusal in Slurm's error shape: HTTP status, Slurm's error number, description, source."""
 
     def __init__(self, status: int, error_number: int, description: str, source: str,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: Mapping[str, str] | None = None) -> None:
         super().__init__(description)
         self.status = status
         self.error_number = error_number
         self.description = description
         self.source = source
-        self.headers = headers
+        self.headers = dict(headers) if headers else None
 
 
 def source_path(path: str) -> str:
+    """A dotted field path (``job.environment.0``) as Slurm's source (``#/job/environment/0``)."""
     return "#/" + path.replace(".", "/")
 
 
 @dataclass
 class Warnings:
+    """Slurm's ``warnings``: what was accepted but ignored or read differently, each naming its field."""
+
     items: list[dict[str, str]] = field(default_factory=list)
 
     def add(self, path: str, description: str) -> None:
@@ -112,29 +86,50 @@ def no_val(number: int | None = None, *, infinite: bool = False) -> dict[str, An
 
 
 def timestamp(moment: datetime | None) -> dict[str, Any]:
+    """A moment as Slurm's Unix-time number struct; None is "not set"."""
     return no_val(None if moment is None else int(moment.timestamp()))
 
 
-def meta(request: Request, version: str) -> dict[str, Any]:
-    client = request.client
+def meta(version: str, *, client: str, user: str) -> dict[str, Any]:
+    """Slurm's openapi_meta; ``client`` is ``[host]:port`` (or ""), ``user`` the X-SLURM-USER-NAME given."""
     return {
         "plugin": {"type": "openapi/slurmctld", "name": "Slurm OpenAPI slurmctld",
                    "data_parser": f"data_parser/{version}", "accounting_storage": ""},
-        "client": {"source": f"[{client.host}]:{client.port}" if client else "",
-                   "user": request.headers.get(USER_HEADER, ""), "group": ""},
+        "client": {"source": client, "user": user, "group": ""},
         "command": [],
         "slurm": {"version": dict(SLURM_VERSION), "release": SLURM_RELEASE, "cluster": CLUSTER_NAME},
     }
 
 
-def error_content(request: Request, version: str, error: SlurmError,
-                   warnings: Warnings | None = None) -> dict[str, Any]:
+def error_content(meta_content: dict[str, Any], error: SlurmError, warnings: Warnings | None = None) -> dict[str, Any]:
+    """Slurm's error body: ``{"errors": [{description, error_number, error, source}], "warnings", "meta"}``."""
     return {
         "errors": [{"description": error.description, "error_number": error.error_number,
-                    "error": STRERROR.get(error.error_number, STRERROR[SLURM_ERROR]), "source": error.source}],
+                    "error": strerror(error.error_number), "source": error.source}],
         "warnings": warnings.items if warnings else [],
-        "meta": meta(request, version),
+        "meta": meta_content,
     }
+
+
+def submit_response(version: str, job_id: int) -> dict[str, Any]:
+    """openapi_job_submit_response without meta, errors and warnings (v0.0.40/41 add ``result``)."""
+    content: dict[str, Any] = {"job_id": job_id, "step_id": "batch", "job_submit_user_msg": ""}
+    if version in WITH_RESULT:
+        content["result"] = {"job_id": job_id, "step_id": "batch", "error_code": SLURM_SUCCESS,
+                             "error": strerror(SLURM_SUCCESS), "job_submit_user_msg": ""}
+    return content
+
+
+def kill_status(job: jobs.Job, error_number: int) -> dict[str, Any]:
+    """One job of DELETE /job's ``status`` (KILL_JOBS_RESP_JOB)."""
+    return {"error": {"string": strerror(error_number), "code": error_number, "message": ""},
+            "step_id": job.display_id, "job_id": no_val(job.id), "federation": {"sibling": ""}}
+
+
+def controller_ping(hostname: str, up: bool, latency_us: int) -> dict[str, Any]:
+    """One entry of GET /ping's ``pings`` (CONTROLLER_PING); conductor's controller is its database and queue."""
+    return {"hostname": hostname, "pinged": "UP" if up else "DOWN", "responding": up, "latency": latency_us,
+            "mode": "primary", "primary": True}
 
 
 def _exit_code(job: jobs.Job) -> dict[str, Any]:
@@ -142,12 +137,8 @@ def _exit_code(job: jobs.Job) -> dict[str, Any]:
     if not job.state.is_terminal():
         return {"status": ["PENDING"], "return_code": no_val(), "signal": {"id": no_val(), "name": ""}}
     if job.signal:
-        try:
-            name = signal_module.Signals(job.signal).name
-        except ValueError:
-            name = str(job.signal)
         return {"status": ["SIGNALED"], "return_code": no_val(job.exit_code or 0),
-                "signal": {"id": no_val(job.signal), "name": name}}
+                "signal": {"id": no_val(job.signal), "name": signal_name(job.signal)}}
     code = job.exit_code or 0
     return {"status": ["SUCCESS" if code == 0 else "ERROR"], "return_code": no_val(code),
             "signal": {"id": no_val(), "name": ""}}
