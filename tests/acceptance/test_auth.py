@@ -162,3 +162,14 @@ def test_the_cli_sends_its_token(tmp_path: Path) -> None:
         server.should_exit = True
         thread.join(timeout=10)
         service.close()
+
+
+@pytest.mark.parametrize("version", ["v0.0.40", "v0.0.42"])
+def test_slurm_job_list_needs_a_valid_token_even_when_there_are_no_jobs(secured: dict, version: str) -> None:
+    client = secured["client"]
+    for headers in ({}, {"X-SLURM-USER-NAME": "alice", "X-SLURM-USER-TOKEN": "cdt_wrong"}):
+        response = client.get(f"/slurm/{version}/jobs/", headers=headers)
+        assert response.status_code == 401, response.text
+        assert response.json()["errors"][0]["source"] == "authentication"
+    mine = {"X-SLURM-USER-NAME": "alice", "X-SLURM-USER-TOKEN": secured["tokens"]["alice"]}
+    assert client.get(f"/slurm/{version}/jobs/", headers=mine).json()["jobs"] == []
