@@ -22,30 +22,9 @@ from conductor.config import Settings
 from conductor.db.listing import JobFilter
 from conductor.db.models import JobRow
 from tests.helpers import node
+from tests.slurm_bodies import QUICKSTART_BODY, TESTSUITE_BODY, TESTSUITE_HELD_BODY
 
 VERSIONS = ["v0.0.40", "v0.0.41", "v0.0.42"]
-
-#: SchedMD/slurm doc/html/rest_quickstart.shtml ("Basic Usage", Slurm 23.02/23.11 editions), verbatim:
-#: note ``ntasks`` (not a job_desc_msg field of v0.0.40+) and the ``KEY:VALUE`` environment strings.
-QUICKSTART_BODY = {
-    "job": {"name": "test", "ntasks": 1, "current_working_directory": "/tmp",
-            "environment": ["PATH:/bin:/usr/bin/:/usr/local/bin/", "LD_LIBRARY_PATH:/lib/:/lib64/:/usr/local/lib"]},
-    "script": "#!/bin/bash\necho it works",
-}
-
-#: SchedMD/slurm testsuite/python/tests/test_112_41.py::test_jobs (the bodies its OpenAPI-generator
-#: client sends: V0041JobSubmitReq(script=..., job=V0041JobDescMsg(partition, name, environment,
-#: current_working_directory)); the generated client drops unset fields).
-TESTSUITE_SCRIPT = "#!/bin/bash\n/bin/true"
-TESTSUITE_ENV = ["PATH=/bin/:/sbin/:/usr/bin/:/usr/sbin/"]
-TESTSUITE_BODY = {"script": TESTSUITE_SCRIPT,
-                  "job": {"partition": "debug", "name": "test job", "environment": TESTSUITE_ENV,
-                          "current_working_directory": "/tmp/"}}
-#: The same test's held job: priority {number: 0, set: true}.
-TESTSUITE_HELD_BODY = {"script": TESTSUITE_SCRIPT,
-                       "job": {"partition": "debug", "name": "test job", "environment": TESTSUITE_ENV,
-                               "priority": {"number": 0, "set": True}, "current_working_directory": "/tmp/"}}
-
 
 def _all_jobs(client: TestClient) -> list[jobs.Job]:
     found, _ = client.service.list_jobs(JobFilter(), limit=1000)  # type: ignore[attr-defined]

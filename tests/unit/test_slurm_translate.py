@@ -1,7 +1,8 @@
 """Slurm's job_submit_req -> conductor's SubmitRequest (api/slurm/translate.py), pure: no app, no database.
 
-The bodies are Slurm's documented ones, each citing its source; the assertions say what each
-field becomes, field by field (conductor's JobDescription: memory in MB, time limits in seconds).
+The bodies are Slurm's documented ones (tests/slurm_bodies.py, each citing its source) and small
+job_desc_msg variations of them; the assertions say what each field becomes, field by field
+(conductor's JobDescription: memory in MB, time limits in seconds).
 """
 
 from __future__ import annotations
@@ -14,28 +15,13 @@ import pytest
 from api.slurm.error_numbers import ESLURM_REST_FAIL_PARSING, ESLURM_REST_INVALID_JOBS_DESC
 from api.slurm.schemas import SlurmError
 from api.slurm.translate import Translation, translate
+from tests.slurm_bodies import QUICKSTART_BODY, TESTSUITE_BODY, TESTSUITE_HELD_BODY, TESTSUITE_SCRIPT
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
 
-#: SchedMD/slurm doc/html/rest_quickstart.shtml, "Basic Usage" (Slurm 23.02 and 23.11 editions), verbatim.
-QUICKSTART_BODY = {
-    "job": {"name": "test", "ntasks": 1, "current_working_directory": "/tmp",
-            "environment": ["PATH:/bin:/usr/bin/:/usr/local/bin/", "LD_LIBRARY_PATH:/lib/:/lib64/:/usr/local/lib"]},
-    "script": "#!/bin/bash\necho it works",
-}
-#: SchedMD/slurm testsuite/python/tests/test_112_40.py, test_112_41.py and test_112_42.py, test_jobs: the same
-#: V00xxJobSubmitReq(script=..., job=V00xxJobDescMsg(partition, name, environment, current_working_directory))
-#: for each of the three versions (the generated client leaves unset fields out).
-TESTSUITE_SCRIPT = "#!/bin/bash\n/bin/true"
-TESTSUITE_ENV = ["PATH=/bin/:/sbin/:/usr/bin/:/usr/sbin/"]
-TESTSUITE_BODY = {"script": TESTSUITE_SCRIPT, "job": {"partition": "debug", "name": "test job",
-                                                      "environment": TESTSUITE_ENV,
-                                                      "current_working_directory": "/tmp/"}}
-#: The same tests' held job: priority V00xxUint32NoVal(number=0, set=True); Slurm answers it with a warning.
-TESTSUITE_HELD_BODY = {"script": TESTSUITE_SCRIPT, "job": {**TESTSUITE_BODY["job"],
-                                                           "priority": {"number": 0, "set": True}}}
-#: A v0.0.41+ body with the script inside job_desc_msg and the {set, infinite, number} structs of
-#: parsers.c (memory_per_node: MB per node; time_limit: minutes), as slurmrestd's OpenAPI schema names them.
+#: The example of conductor's own OpenAPI page for these routes (api/slurm/routes.py): the script inside
+#: job_desc_msg (v0.0.41+) and the {set, infinite, number} structs of parsers.c (memory_per_node: MB per
+#: node; time_limit: minutes).
 STRUCT_BODY = {"job": {"name": "test", "tasks": 1, "cpus_per_task": 2,
                        "memory_per_node": {"set": True, "number": 1024},
                        "time_limit": {"set": True, "number": 30}, "current_working_directory": "/tmp",
