@@ -58,7 +58,7 @@ class JobService:
 
     @property
     def repository(self) -> JobRepository:
-        """The repository, for tests and the API's token store (routes use the methods below)."""
+        """The repository, for tests (api/ and cli/ use the methods below)."""
         return self._repo
 
     @property
