@@ -1,8 +1,4 @@
-"""A job's process group on its node: signals, its memory, and its pgid file.
-
-While a job runs its group id is in ``<tmp>/conductor-run/<job_id>.pgid``, so that
-``signal_job`` (another task on the same node) can signal it without ending it.
-"""
+"""A job's process group on its node: signals to all of it, and its memory."""
 
 from __future__ import annotations
 
@@ -10,8 +6,6 @@ import contextlib
 import os
 import select
 import signal
-import tempfile
-from typing import Iterator
 
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -76,45 +70,3 @@ def terminate_group(pgid: int, pidfd: int, grace_s: float) -> None:
 def kill_group(pgid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signum)
-
-
-def signal_job(job_id: int, signum: int) -> bool:
-    """Send ``signum`` to every process of job ``job_id`` running on this node, without ending it.
-
-    Returns False when no such job runs here (no pgid file, or a stale one whose group
-    is gone).  Must run on the job's node: the pgid file is per node.
-    """
-    try:
-        with open(_pgid_path(job_id), encoding="ascii") as handle:
-            pgid = int(handle.read())
-    except (FileNotFoundError, ValueError):
-        return False
-    try:
-        os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):  # PermissionError: the id now belongs to someone else
-        return False
-    return True
-
-
-def _pgid_path(job_id: int) -> str:
-    return os.path.join(tempfile.gettempdir(), "conductor-run", f"{job_id}.pgid")
-
-
-@contextlib.contextmanager
-def pgid_recorded(job_id: int, pgid: int) -> Iterator[None]:
-    """Keep the job's group id in its pgid file for the duration of the block."""
-    path = _pgid_path(job_id)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    partial = f"{path}.{os.getpid()}"
-    with open(partial, "w", encoding="ascii") as handle:
-        handle.write(str(pgid))
-    os.replace(partial, path)  # signal_job never reads a half-written file
-    try:
-        yield
-    finally:
-        # Only our own: a later attempt of the same job on this node may have replaced it.
-        with contextlib.suppress(OSError, ValueError):
-            with open(path, encoding="ascii") as handle:
-                ours = int(handle.read()) == pgid
-            if ours:
-                os.remove(path)

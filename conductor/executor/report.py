@@ -40,6 +40,8 @@ class RunRequest:
     kill_wait_s: float = 30.0
     memory_limit_mb: int | None = None  # None or 0: no limit (sbatch --mem=0)
     gpus: int = 0  #: GPUs Ray assigned to the task (their ids reach the job as CUDA_VISIBLE_DEVICES)
+    #: The attempt's token: its keeper stops and signals it through conductor.executor.control ("": none).
+    control: str = ""
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 It runs the script in its own process group, in the job's working directory, with
 stdout and stderr in files, waits for it without polling (a pidfd), enforces the time
 limit (SIGTERM to the group, KillWait grace, SIGKILL), and on the way out kills whatever
-the script left behind in its group (invariant 6).  Cancellation arrives from Ray as
-KeyboardInterrupt and is handled the same way.
+the script left behind in its group (invariant 6).  Its keeper stops or signals it over the
+attempt's control channel (conductor.executor.control); a Ray cancel (KeyboardInterrupt) is
+handled as a stop too, where it arrives.
 
 At each 0.5 s wake-up it sums the resident memory of the group's processes: the peak is
 the job's MaxRSS, and a sum over the memory limit SIGKILLs the group (as a memory cgroup
@@ -18,12 +19,13 @@ import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
 
-from conductor.executor import orphans
-from conductor.executor.group import MemoryWatch, kill_group, pgid_recorded, terminate_group
+from conductor.executor import control, orphans
+from conductor.executor.group import MemoryWatch, kill_group, terminate_group
 from conductor.executor.report import EndCause, RunReport, RunRequest
 
 #: Variables of the worker's own environment a job gets when it does not set them.
@@ -31,6 +33,8 @@ BASE_ENVIRONMENT_KEYS = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 #: After an interrupted attempt, how long to keep looking for a child still between fork and exec.
 LAUNCH_SETTLE_S = 0.5
+#: How a wait ended: the script exited, a stop came, or a limit (time, memory) was reached.
+_EXITED, _STOP, _LIMIT = "exited", "stop", "limit"
 
 
 def warm_up(hold_s: float) -> int:
@@ -53,13 +57,14 @@ def run_job(request: RunRequest) -> RunReport:
     """
     spool = tempfile.mkdtemp(prefix=f"conductor-job{request.job_id}-")
     process: subprocess.Popen | None = None
+    channel = control.listen(request.control) if request.control else None  # before launch: no stop is lost
     try:
         try:
             process = _launch(request, spool)
         except OSError as exc:
             detail = f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
             return RunReport(EndCause.LAUNCH_FAILED, detail=detail)
-        return _supervise(process, request)
+        return _supervise(process, request, channel)
     except BaseException:  # e.g. a cancel landing before supervision began: leave nothing behind
         if process is not None:
             kill_group(process.pid, signal.SIGKILL)
@@ -72,6 +77,8 @@ def run_job(request: RunRequest) -> RunReport:
             time.sleep(0.05)
         raise
     finally:
+        if channel is not None:
+            channel.close()
         shutil.rmtree(spool, ignore_errors=True)
 
 
@@ -101,20 +108,19 @@ def _environment(request: RunRequest) -> dict[str, str]:
     return env
 
 
-def _supervise(process: subprocess.Popen, request: RunRequest) -> RunReport:
+def _supervise(process: subprocess.Popen, request: RunRequest, channel: socket.socket | None) -> RunReport:
     started = time.monotonic()
     memory = MemoryWatch(process.pid, request.memory_limit_mb)
     pidfd = os.pidfd_open(process.pid)
     try:
-        with pgid_recorded(request.job_id, process.pid):
-            try:
-                ending = _watch(process.pid, pidfd, request, memory)
-            finally:
-                kill_group(process.pid, signal.SIGKILL)  # whatever the script left behind
+        try:
+            ending = _watch(process.pid, pidfd, request, memory, channel)
+        finally:
+            kill_group(process.pid, signal.SIGKILL)  # whatever the script left behind
     finally:
         os.close(pidfd)
     # Reaped only now: until then the leader is a zombie, so its pid (the group id, which
-    # was in the pgid file until just above) cannot be reused by another process.
+    # signals were sent to until just above) cannot be reused by another process.
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = status  # keep Popen from waiting on a reaped pid
     exited = os.WIFEXITED(status)
@@ -126,12 +132,17 @@ def _supervise(process: subprocess.Popen, request: RunRequest) -> RunReport:
         elapsed_s=time.monotonic() - started)
 
 
-def _watch(pgid: int, pidfd: int, request: RunRequest, memory: MemoryWatch) -> EndCause:
+def _watch(pgid: int, pidfd: int, request: RunRequest, memory: MemoryWatch,
+           channel: socket.socket | None) -> EndCause:
     """Wait for the job, enforcing its limits: EXITED, TIMEOUT, OUT_OF_MEMORY or STOPPED."""
     deadline = time.monotonic() + request.time_limit_s if request.time_limit_s else None
     try:
-        if _wait_exit(pidfd, deadline, memory):
+        waited = _wait_exit(pgid, pidfd, deadline, memory, channel)
+        if waited == _EXITED:
             return EndCause.EXITED
+        if waited == _STOP:
+            terminate_group(pgid, pidfd, request.kill_wait_s)
+            return EndCause.STOPPED
         if memory.exceeded:
             kill_group(pgid, signal.SIGKILL)  # no grace, as the OOM killer / a memory cgroup
             return EndCause.OUT_OF_MEMORY
@@ -142,19 +153,26 @@ def _watch(pgid: int, pidfd: int, request: RunRequest, memory: MemoryWatch) -> E
         return EndCause.STOPPED
 
 
-def _wait_exit(pidfd: int, deadline: float | None, memory: MemoryWatch) -> bool:
-    """Block until the process exits (True), or the deadline passes or memory runs over (False).
+def _wait_exit(pgid: int, pidfd: int, deadline: float | None, memory: MemoryWatch,
+               channel: socket.socket | None) -> str:
+    """Block until the process exits (_EXITED), a stop comes (_STOP), or the deadline passes or memory
+    runs over (_LIMIT); signals that come meanwhile are passed to the group.
 
-    The wait is cut into 0.5 s slices so that Ray's KeyboardInterrupt gets a chance
-    to run (select() itself is not interruptible by it); each slice also samples the
-    job's memory, the first one right after launch so that a short job has a figure.
+    The wait is cut into 0.5 s slices so that a Ray KeyboardInterrupt gets a chance to run
+    (select() itself is not interruptible by it); each slice also samples the job's memory,
+    the first one right after launch so that a short job has a figure.
     """
+    watched = [pidfd] if channel is None else [pidfd, channel]
     while True:
         if memory.sample():
-            return False
+            return _LIMIT
         timeout = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
-        ready, _, _ = select.select([pidfd], [], [], timeout)
-        if ready:
-            return True
+        ready, _, _ = select.select(watched, [], [], timeout)
+        if pidfd in ready:
+            return _EXITED
+        for command in control.receive(channel) if channel is not None and channel in ready else ():
+            if command.verb == control.STOP:
+                return _STOP
+            kill_group(pgid, command.signum)
         if deadline is not None and time.monotonic() >= deadline:
-            return False
+            return _LIMIT

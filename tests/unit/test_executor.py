@@ -5,16 +5,15 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
-from conductor.executor import DEFAULT_PATH, EndCause, RunReport, RunRequest, run_job, signal_job
+from conductor.executor import DEFAULT_PATH, EndCause, RunReport, RunRequest, control, run_job
 from tests.helpers import wait_for
 
 
@@ -292,50 +291,62 @@ def test_memory_limit_applies_to_the_sum_of_the_job_s_processes(tmp_path: Path) 
         wait_for(lambda: not pid_alive(pid), timeout_s=2, message=f"process {pid} to die")
 
 
-# ---- signals without ending ----------------------------------------------------------------------
+# ---- the control channel: stop and signal -------------------------------------------------------
 
 
-@pytest.fixture
-def run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private temporary directory, so pgid files of concurrent test runs cannot clash."""
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    return tmp_path / "conductor-run"
+def _token() -> str:
+    return f"test-{uuid.uuid4().hex}"
 
 
-def test_signal_job_reaches_a_running_job_that_keeps_running(tmp_path: Path, run_dir: Path) -> None:
-    marker, stop = tmp_path / "marker", tmp_path / "stop"
+def _running(tmp_path: Path, script: str, token: str, **fields: object) -> tuple[threading.Thread, list]:
+    results: list[RunReport] = []
+    runner = threading.Thread(target=lambda: results.append(run(tmp_path, script, control=token, **fields)))
+    runner.start()
+    return runner, results
+
+
+def test_a_signal_reaches_a_running_job_that_keeps_running(tmp_path: Path) -> None:
+    marker, stop, token = tmp_path / "marker", tmp_path / "stop", _token()
     script = (f"#!/bin/bash\ntrap 'echo got >> {marker}' USR1\n"
               f"while [ ! -e {stop} ]; do sleep 0.05; done\necho finished\n")
-    results: list[RunReport] = []
-    runner = threading.Thread(target=lambda: results.append(run(tmp_path, script, job_id=42)))
-    runner.start()
+    runner, results = _running(tmp_path, script, token, job_id=42)
     try:
-        pgid_file = wait_for(lambda: (run_dir / "42.pgid").exists() and run_dir / "42.pgid", timeout_s=5)
-        assert signal_job(42, signal.SIGUSR1) is True
-        wait_for(lambda: marker.exists() and read(marker) == "got\n", timeout_s=5, message="the trap to run")
+        wait_for(lambda: control.send(token, control.Command(control.SIGNAL, signal.SIGUSR1)), timeout_s=5)
+        wait_for(lambda: marker.exists() and "got" in read(marker), timeout_s=5, message="the trap to run")
         assert runner.is_alive()
     finally:
         stop.touch()
         runner.join(timeout=10)
-    assert (results[0].exit_code, results[0].signal) == (0, None)
+    assert (results[0].cause, results[0].exit_code) == (EndCause.EXITED, 0)
     assert read(tmp_path / "out.txt") == "finished\n"
-    assert not pgid_file.exists()
-    assert signal_job(42, signal.SIGUSR1) is False
+    assert control.send(token, control.Command(control.SIGNAL, signal.SIGUSR1)) is False  # over: nobody listens
 
 
-def test_signal_job_of_an_unknown_job(run_dir: Path) -> None:
-    assert signal_job(424242, signal.SIGUSR1) is False
+def test_a_stop_ends_the_job_with_sigterm_then_kill_wait(tmp_path: Path) -> None:
+    token = _token()
+    script = "#!/bin/bash\ntrap 'echo term; exit 7' TERM\nwhile true; do sleep 0.05; done\n"
+    runner, results = _running(tmp_path, script, token, kill_wait_s=5.0)
+    wait_for(lambda: control.send(token, control.Command(control.STOP)), timeout_s=5)
+    runner.join(timeout=10)
+    assert (results[0].cause, results[0].exit_code, results[0].signal) == (EndCause.STOPPED, 7, None)
+    assert read(tmp_path / "out.txt") == "term\n"
 
 
-def test_signal_job_with_a_stale_pgid_file(run_dir: Path) -> None:
-    gone = subprocess.Popen(["true"], start_new_session=True)
-    gone.wait()
-    run_dir.mkdir()
-    (run_dir / "7.pgid").write_text(str(gone.pid))
-    assert signal_job(7, signal.SIGUSR1) is False
+def test_a_stop_works_with_sigint_ignored_and_reaches_the_whole_group(tmp_path: Path) -> None:
+    """What nohup or `setsid ... &` from a script leave: SIGINT ignored, so no Ray cancel could land."""
+    token, pids = _token(), tmp_path / "pids"
+    script = f"#!/bin/bash\nsleep 300 &\necho $! > {pids}\nwait\n"
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        runner, results = _running(tmp_path, script, token)
+        child = int(wait_for(lambda: pids.exists() and read(pids).strip(), timeout_s=5))
+        wait_for(lambda: control.send(token, control.Command(control.STOP)), timeout_s=5)
+        runner.join(timeout=10)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert results[0].cause is EndCause.STOPPED
+    wait_for(lambda: not pid_alive(child), timeout_s=2, message="the script's sleep to die with its group")
 
 
-def test_pgid_file_is_removed_after_a_memory_kill(tmp_path: Path, run_dir: Path) -> None:
-    result = run(tmp_path, f"#!/bin/bash\n{hold_memory(200, 30)}\n", job_id=9, memory_limit_mb=50)
-    assert result.cause is EndCause.OUT_OF_MEMORY
-    assert run_dir.is_dir() and not (run_dir / "9.pgid").exists()
+def test_a_channel_that_nobody_listens_on_refuses_the_message() -> None:
+    assert control.send(_token(), control.Command(control.STOP)) is False
