@@ -66,6 +66,8 @@ class JobRow(Base):
     gpus_per_node: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: Every node the job runs on, comma-separated (node_name is the first, where the script runs).
     node_list: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Unix account the script runs as; empty: the service's own user.
+    run_as: Mapped[str] = mapped_column(String(255), default="", server_default="")
 
     __table_args__ = (Index("ix_jobs_state", "state"), Index("ix_jobs_array_job_id", "array_job_id"),
                       Index("ix_jobs_end_time", "end_time"))
@@ -134,6 +136,8 @@ class UserRow(Base):
     admin: Mapped[bool] = mapped_column(Boolean, default=False)
     #: Accounts the user may charge; empty: only the empty (default) account.
     accounts: Mapped[list] = mapped_column(JSON, default=list)
+    #: The Unix account the user's jobs run as (token create --unix-user); None: the account named like the user.
+    unix_user: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

@@ -427,7 +427,7 @@ def _values_from_spec(spec: jobs.JobSpec, submit_time: datetime) -> dict:
         stderr_pattern=spec.stderr_pattern, stdout_path="", stderr_path="", hold=spec.hold,
         begin_time=spec.begin_time, dependency=spec.dependency, array_job_id=spec.array_job_id,
         array_task_id=spec.array_task_id, array_max_running=spec.array_max_running, cancel_requested=False,
-        nodes=spec.nodes, gpus_per_node=spec.gpus_per_node)
+        nodes=spec.nodes, gpus_per_node=spec.gpus_per_node, run_as=spec.run_as)
 
 
 def _row_from_spec(spec: jobs.JobSpec) -> JobRow:
@@ -474,7 +474,7 @@ def job_from_row(row: JobRow) -> jobs.Job:
         nice=row.nice, requeue=row.requeue, stdout_pattern=row.stdout_pattern, stderr_pattern=row.stderr_pattern,
         hold=row.hold, begin_time=_aware(row.begin_time), dependency=row.dependency,
         array_job_id=row.array_job_id, array_task_id=row.array_task_id, array_max_running=row.array_max_running,
-        nodes=row.nodes or 1, gpus_per_node=row.gpus_per_node or 0)
+        nodes=row.nodes or 1, gpus_per_node=row.gpus_per_node or 0, run_as=row.run_as or "")
     return jobs.Job(
         id=row.id, spec=spec, state=jobs.JobState(row.state), reason=row.reason,
         submit_time=_aware(row.submit_time), start_time=_aware(row.start_time), end_time=_aware(row.end_time),
