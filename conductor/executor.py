@@ -10,6 +10,11 @@ At each 0.5 s wake-up it sums the resident memory of the group's processes: the 
 the job's MaxRSS, and a sum over the memory limit SIGKILLs the group (as a memory cgroup
 would).  While the job runs its group id is in ``<tmp>/conductor-run/<job_id>.pgid``, so
 that ``signal_job`` (another task on the same node) can signal it without ending it.
+
+A job with ``run_as`` runs as that Unix account (conductor.identity): the child drops to its
+uid, gid and groups before exec, and enters the working directory and opens the output files
+as that user.  The script is still the group leader, waited on by its pidfd, and the limits
+and the cancel path treat it as before.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from conductor import identity as identity_module
 from conductor import orphans
+from conductor.identity import Identity, LaunchError
 
 #: Variables of the worker's own environment a job gets when it does not set them.
 BASE_ENVIRONMENT_KEYS = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ", "TMPDIR")
@@ -50,6 +57,8 @@ class RunRequest:
     kill_wait_s: float = 30.0
     memory_limit_mb: int | None = None  # None or 0: no limit (sbatch --mem=0)
     gpus: int = 0  #: GPUs Ray assigned to the task (their ids reach the job as CUDA_VISIBLE_DEVICES)
+    run_as: str = ""  #: Unix account to run as (resolved on this node); empty: the worker's own user
+    append_output: bool = False  #: open the output files for appending (--open-mode=append), not truncated
 
 
 @dataclass(frozen=True)
@@ -90,9 +99,15 @@ def run_job(request: RunRequest) -> RunResult:
     process: subprocess.Popen | None = None
     try:
         try:
-            process = _launch(request, spool)
+            identity = identity_module.of_job(request.run_as, node=_node_name(request))
+            process, launch_status = _launch(request, spool, identity)
+            failure = identity_module.launch_failure(process, launch_status) if launch_status is not None else None
+        except LaunchError as exc:
+            return RunResult(launch_error=str(exc))
         except OSError as exc:
             return RunResult(launch_error=f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+        if failure:
+            return RunResult(launch_error=f"{failure} (as {request.run_as} on node {_node_name(request)})")
         return _supervise(process, request)
     except BaseException:  # e.g. a cancel landing before supervision began: leave nothing behind
         if process is not None:
@@ -109,26 +124,59 @@ def run_job(request: RunRequest) -> RunResult:
         shutil.rmtree(spool, ignore_errors=True)
 
 
-def _launch(request: RunRequest, spool: str) -> subprocess.Popen:
-    script_path = os.path.join(spool, "script")
-    with open(script_path, "w", encoding="utf-8") as handle:
-        handle.write(request.script)
-    os.chmod(script_path, 0o700)
+def _node_name(request: RunRequest) -> str:
+    return request.environment.get("SLURMD_NODENAME") or os.uname().nodename
+
+
+def _launch(request: RunRequest, spool: str,
+            identity: Identity | None) -> tuple[subprocess.Popen, int | None]:
+    """Start the script in its own session; (process, read end of its launch pipe, or None)."""
+    script_path = _spool_script(request.script, spool, identity)
     # Honour a #! line as sbatch does; a script without one runs under bash.
     command = [script_path] if request.script.startswith("#!") else ["/bin/bash", script_path]
+    if identity is None:
+        return _popen_as_service(request, [*command, *request.argv]), None
+    return _popen_as_user(request, identity, [*command, *request.argv])
+
+
+def _spool_script(script: str, spool: str, identity: Identity | None) -> str:
+    """Write the script into the (0700) spool directory; with an identity both belong to that user."""
+    script_path = os.path.join(spool, "script")
+    with open(script_path, "w", encoding="utf-8") as handle:
+        handle.write(script)
+    os.chmod(script_path, 0o700)
+    if identity is not None:
+        identity_module.hand_over(identity, spool, script_path)
+    return script_path
+
+
+def _popen_as_service(request: RunRequest, argv: list[str]) -> subprocess.Popen:
+    """The script as the worker's own user: the output files are opened here, then handed over."""
+    mode = "ab" if request.append_output else "wb"
     with contextlib.ExitStack() as files:
-        stdout = files.enter_context(open(request.stdout_path, "wb"))
+        stdout = files.enter_context(open(request.stdout_path, mode))
         stderr = stdout if request.stderr_path == request.stdout_path else files.enter_context(
-            open(request.stderr_path, "wb"))
+            open(request.stderr_path, mode))
         return subprocess.Popen(
-            [*command, *request.argv], cwd=request.working_dir, env=_environment(request),
+            argv, cwd=request.working_dir, env=_environment(request, None),
             stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True, close_fds=True)
 
 
-def _environment(request: RunRequest) -> dict[str, str]:
+def _popen_as_user(request: RunRequest, identity: Identity,
+                   argv: list[str]) -> tuple[subprocess.Popen, int]:
+    """The script as ``identity``, which opens the output files itself (conductor.identity)."""
+    return identity_module.popen_as(
+        identity, argv, working_dir=request.working_dir, stdout_path=request.stdout_path,
+        stderr_path=request.stderr_path, append=request.append_output, env=_environment(request, identity),
+        umask=identity_module.job_umask(request.environment))
+
+
+def _environment(request: RunRequest, identity: Identity | None) -> dict[str, str]:
     env = {key: os.environ[key] for key in BASE_ENVIRONMENT_KEYS if key in os.environ}
     env.setdefault("PATH", DEFAULT_PATH)
     env.update(request.environment)
+    if identity is not None:  # who the job is, from the password database, whatever the submitter sent
+        env.update(identity.environment())
     if request.gpus:  # the devices Ray assigned to this task, under CUDA's and Slurm's names
         devices = ",".join(_assigned_gpus())
         env.update(CUDA_VISIBLE_DEVICES=devices, CONDUCTOR_JOB_GPUS=devices, SLURM_JOB_GPUS=devices)

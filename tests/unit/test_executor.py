@@ -340,3 +340,64 @@ def test_pgid_file_is_removed_after_a_memory_kill(tmp_path: Path, run_dir: Path)
     result = run(tmp_path, f"#!/bin/bash\n{hold_memory(200, 30)}\n", job_id=9, memory_limit_mb=50)
     assert result.out_of_memory is True
     assert run_dir.is_dir() and not (run_dir / "9.pgid").exists()
+
+
+# ---- who the script runs as (conductor.identity; other users: tests/acceptance/test_users.py) ------
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching a job's Unix identity needs root")
+
+
+def test_output_is_appended_with_append_output(tmp_path: Path) -> None:
+    (tmp_path / "out.txt").write_text("before\n")
+    assert run(tmp_path, "#!/bin/bash\necho after\n", append_output=True).exit_code == 0
+    assert read(tmp_path / "out.txt") == "before\nafter\n"
+
+
+def test_a_user_without_an_account_on_the_node_fails_at_launch(tmp_path: Path) -> None:
+    result = run(tmp_path, "#!/bin/bash\ntrue\n", run_as="no-such-user-x9", environment={"SLURMD_NODENAME": "n7"})
+    assert result.launch_error == "user no-such-user-x9 has no Unix account on node n7"
+    assert not (tmp_path / "out.txt").exists()
+
+
+@needs_root
+def test_run_as_a_user_gets_their_identity_and_umask(tmp_path: Path) -> None:
+    result = run(tmp_path, '#!/bin/bash\nid -u; id -G; echo "$HOME $USER $LOGNAME"; umask; stat -c %a "$0"\n',
+                 run_as="root", environment={"HOME": "/nowhere", "USER": "mallory", "SLURM_UMASK": "0077"})
+    assert result.exit_code == 0, result
+    uid, groups, names, umask, script_mode = read(tmp_path / "out.txt").splitlines()
+    assert (uid, names, umask, script_mode) == ("0", "/root root root", "0077", "700")
+    assert sorted(map(int, groups.split())) == sorted(set(os.getgrouplist("root", 0)))
+    assert oct((tmp_path / "out.txt").stat().st_mode & 0o777) == oct(0o600)
+
+
+@needs_root
+def test_run_as_a_user_appends_or_truncates(tmp_path: Path) -> None:
+    for name in ("out.txt", "err.txt"):
+        (tmp_path / name).write_text("before\n")
+    assert run(tmp_path, "#!/bin/bash\necho out; echo err >&2\n", run_as="root", append_output=True).exit_code == 0
+    assert (read(tmp_path / "out.txt"), read(tmp_path / "err.txt")) == ("before\nout\n", "before\nerr\n")
+    assert run(tmp_path, "#!/bin/bash\necho again\n", run_as="root").exit_code == 0
+    assert (read(tmp_path / "out.txt"), read(tmp_path / "err.txt")) == ("again\n", "")
+
+
+@needs_root
+def test_an_output_file_that_cannot_be_written_fails_the_launch_and_creates_nothing(tmp_path: Path) -> None:
+    result = run(tmp_path, "#!/bin/bash\necho x\n", run_as="root", stderr_path=str(tmp_path / "missing" / "e"),
+                 environment={"SLURMD_NODENAME": "n7"})
+    assert result.launch_error == f"cannot write the stderr file {tmp_path}/missing/e (as root on node n7)"
+    assert (result.exit_code, list(tmp_path.iterdir())) == (None, [])
+
+
+@needs_root
+def test_a_working_directory_that_cannot_be_entered_fails_the_launch(tmp_path: Path) -> None:
+    result = run(tmp_path, "#!/bin/bash\ntrue\n", run_as="root", working_dir=str(tmp_path / "gone"))
+    assert result.launch_error.startswith(f"cannot enter the working directory {tmp_path}/gone (as root on node ")
+    assert list(tmp_path.iterdir()) == []
+
+
+@needs_root
+def test_run_as_a_user_keeps_the_time_limit_and_the_group_kill(tmp_path: Path) -> None:
+    result = run(tmp_path, "#!/bin/bash\n(sleep 60; echo leaked) &\necho $! > child.pid\nsleep 60\n",
+                 run_as="root", time_limit_s=1, kill_wait_s=0.5)
+    assert (result.timed_out, result.signal) == (True, signal.SIGTERM)
+    assert not pid_alive(int(read(tmp_path / "child.pid")))
