@@ -543,7 +543,7 @@ class Scheduler:
             stdout_path=job.stdout_path, stderr_path=job.stderr_path,
             environment=jobs.job_environment(job, node_name=start.node_name, node_list=node_names),
             argv=job.spec.argv, time_limit_s=job.spec.time_limit_s, kill_wait_s=self._settings.kill_wait_s,
-            memory_limit_mb=start.memory_mb or None, gpus=start.gpus)
+            memory_limit_mb=start.memory_mb or None, gpus=start.gpus, run_as=job.spec.run_as)
         group = None
         if start.more_nodes:
             bundle = {"CPU": start.cpus, **({"memory": start.memory_mb * _MIB} if start.memory_mb else {}),
