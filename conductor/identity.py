@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import stat
 import subprocess
 from dataclasses import dataclass
 
@@ -43,6 +44,42 @@ def unix_identity(name: str) -> Identity:
     return Identity(name=entry.pw_name, uid=entry.pw_uid, gid=entry.pw_gid,
                     groups=tuple(os.getgrouplist(entry.pw_name, entry.pw_gid)), home=entry.pw_dir,
                     shell=entry.pw_shell or "/bin/sh")
+
+
+def may_enter(identity: Identity, path: str) -> bool:
+    """Whether ``identity`` may enter the directory ``path`` (chdir into it), judged on this host.
+
+    From the mode bits of every directory on the way, along the path as written and along where its
+    links lead.  ACLs and security modules are not read: the launch, made as the user, decides last.
+    """
+    if identity.uid == 0:
+        return os.path.isdir(path)
+    for directory in _directories_on_the_way(path):
+        try:
+            info = os.stat(directory)
+        except OSError:
+            return False
+        if not stat.S_ISDIR(info.st_mode) or not _may_search(identity, info):
+            return False
+    return True
+
+
+def _directories_on_the_way(path: str) -> list[str]:
+    """Each directory from / down to ``path``, lexically and resolved (each once, in order)."""
+    found: dict[str, None] = {}
+    for walked in (os.path.normpath(path), os.path.realpath(path)):
+        parts = walked.strip("/").split("/")
+        found.update(dict.fromkeys(["/"] + ["/" + "/".join(parts[:n]) for n in range(1, len(parts) + 1) if parts[0]]))
+    return list(found)
+
+
+def _may_search(identity: Identity, info: os.stat_result) -> bool:
+    """The kernel's rule for the execute (search) bit: owner's bits, else group's, else others'."""
+    if info.st_uid == identity.uid:
+        return bool(info.st_mode & stat.S_IXUSR)
+    if info.st_gid in identity.groups:
+        return bool(info.st_mode & stat.S_IXGRP)
+    return bool(info.st_mode & stat.S_IXOTH)
 
 
 def of_job(run_as: str, *, node: str) -> Identity | None:

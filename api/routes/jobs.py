@@ -159,4 +159,4 @@ def to_spec(body: SubmitRequest, *, default_dir: str) -> jobs.JobSpec:
         memory_per_node_mb=desc.memory_per_node or 0,
         time_limit_s=desc.time_limit, priority=desc.priority, nice=desc.nice, requeue=desc.requeue,
         stdout_pattern=desc.standard_output, stderr_pattern=desc.standard_error, hold="user" if desc.hold else None,
-        begin_time=desc.begin_time, dependency=desc.dependency)
+        begin_time=desc.begin_time, dependency=desc.dependency, run_as=desc.run_as)
