@@ -113,6 +113,7 @@ def banner(settings: Settings, ray_connection: connection.RayConnection, info: d
         f"Queue:               {queue.describe(settings)}",
         f"Ray:                 {ray_connection.address} ({'started here' if ray_connection.started_here else 'attached'})",
         f"Ray dashboard:       {ray_connection.dashboard_url or 'not available'}",
+        f"Jobs run as:         {__import__('conductor.auth').auth.job_identity_mode(settings)}",
         "-" * 60,
         f"Scheduler actor {scheduler.ACTOR_NAME} {'started' if info['started_now'] else 'already running; attached'}"
         f" (namespace {settings.ray_namespace}): {info['pending']} pending, {info['running']} running",
