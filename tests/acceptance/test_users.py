@@ -198,8 +198,8 @@ def test_a_working_directory_the_user_cannot_enter_is_refused_at_submit(
     for directory in ("/root", str(tmp_path)):
         response = secured.submit("alice", current_working_directory=directory)
         assert response.status_code == 422, response.text
-        assert response.json()["error"]["fields"] == [{"field": "job.current_working_directory", "reason":
-                                                       f"{directory} is not a directory that {accounts.alice} may enter"}]
+        reason = f"{directory} is not a directory that {accounts.alice} may enter"
+        assert response.json()["error"]["fields"] == [{"field": "job.current_working_directory", "reason": reason}]
     assert secured.client.get("/api/jobs", headers=secured.auth("admin")).json()["jobs"] == []
     assert secured.submit("bob", current_working_directory=str(tmp_path)).status_code == 422
     assert secured.submit("admin", current_working_directory=str(tmp_path), run_as="root").status_code == 200
