@@ -76,6 +76,9 @@ class JobDescription(BaseModel):
         False, description="Cancel the job once its dependency can never be met (--kill-on-invalid-dep=yes); "
                            "otherwise it stays PENDING with reason DependencyNeverSatisfied.")
     hold: bool = Field(False, description="Submit held (-H): PENDING with reason JobHeldUser until released.")
+    run_as: str = Field("", max_length=255, description="Unix account the script runs as, like sbatch --uid: "
+                        "admins only, and only where jobs run as their submitters (AUTH=token, service "
+                        "root). Empty: the submitter's own account.", examples=["root"])
     begin_time: Union[datetime, StrictInt, None] = Field(
         None, description="Do not start before this time (--begin): ISO 8601, or a Unix timestamp.",
         examples=["2026-11-28T16:00:00+00:00"])
@@ -119,7 +122,7 @@ class JobDescription(BaseModel):
         return seconds
 
     @field_validator("name", "account", "partition", "user", "current_working_directory", "standard_output",
-                     "standard_error")
+                     "standard_error", "run_as")
     @classmethod
     def _no_nul(cls, value: str | None) -> str | None:
         """PostgreSQL text cannot hold NUL, and a NUL in a path or argument cannot reach exec."""
@@ -189,7 +192,7 @@ class SubmitRequest(BaseModel):
             time_limit_s=desc.time_limit, priority=desc.priority, nice=desc.nice, requeue=desc.requeue,
             stdout_pattern=desc.standard_output, stderr_pattern=desc.standard_error,
             hold="user" if desc.hold else None, begin_time=desc.begin_time, dependency=desc.dependency,
-            kill_on_invalid_dependency=desc.kill_on_invalid_dependency)
+            kill_on_invalid_dependency=desc.kill_on_invalid_dependency, run_as=desc.run_as)
 
 
 class SubmitResponse(BaseModel):
@@ -255,6 +258,8 @@ class JobOut(BaseModel):
     gpus_per_node: int = Field(0, description="GPUs per node.", examples=[0])
     node_list: str | None = Field(None, description="Every node the job runs or ran on (the first runs the script).",
                                   examples=["b1,b2"])
+    run_as: str = Field("", description="Unix account the script runs as; empty: the service's own user.",
+                        examples=["alice"])
     priority_factors: dict | None = Field(
         None, description="A pending job's current priority and its factors (age, fairshare, job_size, "
                           "partition in [0, 1]; admin and nice as set), as sprio shows them.",
@@ -277,7 +282,7 @@ class JobOut(BaseModel):
             cpu_time_user_s=job.usage.cpu_time_user_s, cpu_time_system_s=job.usage.cpu_time_system_s,
             max_rss_kb=job.usage.max_rss_kb, display_id=job.display_id, array_job_id=spec.array_job_id,
             array_task_id=spec.array_task_id, array_max_running=spec.array_max_running, dependency=spec.dependency,
-            hold=spec.hold, begin_time=spec.begin_time, cancel_requested=job.cancel_requested)
+            hold=spec.hold, begin_time=spec.begin_time, cancel_requested=job.cancel_requested, run_as=spec.run_as)
 
 
 class FieldError(BaseModel):

@@ -29,15 +29,25 @@ def create(
     admin: bool = typer.Option(False, "--admin", help="Admins see all jobs, set priority and hold as admin."),
     account: Optional[list[str]] = typer.Option(None, "--account", help="An account the user may charge "
                                                                        "(repeat for several)."),
+    unix_user: Optional[str] = typer.Option(None, "--unix-user", help="The Unix account USER's jobs run as "
+                                            "(default: the one named USER); it must exist on this node."),
 ) -> None:
     """Create a token for USER and print it (only its hash is stored: copy it now).
 
+    Where jobs run as their submitters (AUTH=token, service root), USER's jobs run as the Unix
+    account of that name, or the one --unix-user names: it must exist on this node (and on
+    every node jobs run on), and only an admin may map to root.
+
     Example: conductor token create --user alice --account physics
+    Example: conductor token create --user portal-alice --unix-user alice
     """
     if not user.strip():
         fail("--user must not be empty", code=2)
+    if unix_user is not None and not unix_user.strip():
+        fail("--unix-user must not be empty", code=2)
     try:
-        typer.echo(_store(ctx).create(user, admin=admin, accounts=account))
+        typer.echo(_store(ctx).create(user, admin=admin, accounts=account, unix_user=unix_user,
+                                      require_unix_account=True))
     except ConductorError as exc:
         fail(str(exc))
 

@@ -13,6 +13,7 @@ import typer
 
 from cluster import connection
 from conductor import queue, units
+from conductor.auth import job_identity_mode
 from conductor.config import Settings, redact_url
 from conductor.exceptions import ConductorError
 from conductor.db.session import make_engine, migrate
@@ -115,6 +116,7 @@ def banner(settings: Settings, ray_connection: connection.RayConnection, info: S
         f"Queue:               {queue.describe(settings)}",
         f"Ray:                 {ray_connection.address} ({'started here' if ray_connection.started_here else 'attached'})",
         f"Ray dashboard:       {ray_connection.dashboard_url or 'not available'}",
+        f"Jobs run as:         {job_identity_mode(settings)}",
         "-" * 60,
         f"Scheduler actor {scheduler.ACTOR_NAME} {'started' if info.started_now else 'already running; attached'}"
         f" (namespace {settings.ray_namespace}): {info.pending} pending, {info.running} running",

@@ -110,6 +110,8 @@ class JobSpec:
     array_max_running: int | None = None
     nodes: int = 1  #: nodes the job needs at once (-N); resources below are per node
     gpus_per_node: int = 0  #: --gpus / --gres=gpu:N
+    #: Unix account the script runs as (sbatch --uid); empty: the service's own user (AUTH=none, or not root).
+    run_as: str = ""
 
     @property
     def per_node(self) -> Resources:

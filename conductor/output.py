@@ -3,11 +3,17 @@
 The API reads the files where it runs.  A job writes its stdout/stderr on the node it ran
 on, so this sees them only for jobs of the API's own node (the single-node default) or
 when the output directory is shared (NFS and the like) between the nodes and the API host.
+
+A job that ran as its submitter's Unix account (``run_as``) wrote its files as that user, and
+the API, as root, could read whatever that user put at the recorded path: a link to
+/etc/shadow, a hard link to someone else's file.  So such a job's file is served only when it
+is, itself, a regular file that user owns (``owner_uid``; the last component not a link).
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import stat
 from dataclasses import dataclass
 
@@ -38,21 +44,59 @@ class OutputChunk:
         return self.offset + len(self.data)
 
 
+#: An owner no file has: the job's account is unknown on this host, so none of its files is served.
+NO_OWNER = -1
+
+
+def owner_uid(job: jobs.Job) -> int | None:
+    """The uid the job's output files must belong to, to be served; None: any (not run as a user)."""
+    if not job.spec.run_as:
+        return None
+    try:
+        return pwd.getpwnam(job.spec.run_as).pw_uid
+    except KeyError:
+        return NO_OWNER
+
+
+def _open_regular(path: str, owner_uid: int | None) -> tuple[int, os.stat_result] | None:
+    """(fd, its stat) of the regular file at ``path`` owned by ``owner_uid`` (None: by anyone); else None."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY  # a FIFO must not block the API
+    if owner_uid is not None:
+        flags |= os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags)
+    except OSError:  # missing, unreadable, a socket (ENXIO), a link (ELOOP): no output to show
+        return None
+    info = os.fstat(fd)
+    # Checked on the open file, not the path, so that nothing can be swapped in between.
+    if not stat.S_ISREG(info.st_mode) or (owner_uid is not None and info.st_uid != owner_uid):
+        os.close(fd)  # /dev/null, a FIFO, a device, someone else's file: nothing to show
+        return None
+    return fd, info
+
+
+def file_size(path: str, *, owner_uid: int | None = None) -> int:
+    """Bytes in the output file at ``path`` (as read_range would serve it); 0 when there is none."""
+    opened = _open_regular(path, owner_uid)
+    if opened is None:
+        return 0
+    os.close(opened[0])
+    return opened[1].st_size
+
+
 def read_range(path: str, *, offset: int = 0, limit_bytes: int = DEFAULT_LIMIT_BYTES,
-               tail_bytes: int | None = None) -> tuple[bytes, int, int]:
+               tail_bytes: int | None = None, owner_uid: int | None = None) -> tuple[bytes, int, int]:
     """(data, start offset, file size) of ``path``; a missing or non-regular file reads as empty.
 
     With ``tail_bytes`` the last that many bytes are read (``offset`` and ``limit_bytes`` are
     ignored); an ``offset`` past the end (the file was truncated) reads nothing, from the end.
+    With ``owner_uid``, a file that uid does not own, or a link, reads as empty too.
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)  # a FIFO must not block the API
-    except OSError:  # missing, unreadable, a socket (ENXIO), a loop of links: no output to show
+    opened = _open_regular(path, owner_uid)
+    if opened is None:
         return b"", 0, 0
+    fd, info = opened
     with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):  # /dev/null, a FIFO, a device: nothing to show
-            return b"", 0, 0
         size = info.st_size
         if tail_bytes is not None:
             start, length = max(0, size - tail_bytes), tail_bytes

@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Sequence
 
 from conductor import arrays, dependencies, eligibility, jobs, output, priority, queue, units
+from conductor.executor import identity
 from conductor import partitions as partition_config
 from conductor.db import listing
 from conductor.config import Settings
@@ -199,6 +200,7 @@ class JobService:
         self._check_partition_limits(spec, self._partition(spec.partition))
         if not os.path.isabs(spec.working_dir):
             raise InvalidJobSpec("current_working_directory", f"{spec.working_dir!r} is not an absolute path")
+        self._check_user_may_enter(spec)
         self._check_dependency(spec.dependency)
         self._check_paths(spec)
         self._check_fits_a_node(spec)
@@ -217,6 +219,19 @@ class JobService:
             if not any(path == str(d) or path.startswith(str(d).rstrip("/") + "/") for d in allowed):
                 raise InvalidJobSpec(field, f"{path} is outside the allowed directories "
                                             f"({', '.join(str(d) for d in allowed)})")
+
+    @staticmethod
+    def _check_user_may_enter(spec: jobs.JobSpec) -> None:
+        """The Unix account a job runs as must be able to enter its working directory (judged on this host)."""
+        if not spec.run_as:
+            return
+        try:
+            who = identity.unix_identity(spec.run_as)
+        except KeyError:  # no account here: the job's node refuses it at launch, naming node and user
+            return
+        if not identity.may_enter(who, spec.working_dir):
+            raise InvalidJobSpec("current_working_directory",
+                                 f"{spec.working_dir} is not a directory that {who.name} may enter")
 
     def _live_nodes(self) -> list[Node]:
         """The live nodes, read at most once per NODES_MAX_AGE_S while some are known.
@@ -344,7 +359,8 @@ class JobService:
         if job.state is jobs.JobState.PENDING and job.restart_count == 0:
             return output.OutputChunk(job, b"", 0, 0)  # whatever the path holds is not its output yet
         path = job.stdout_path if stream == "stdout" else job.stderr_path
-        data, start, size = output.read_range(path, offset=offset, limit_bytes=limit_bytes, tail_bytes=tail_bytes)
+        data, start, size = output.read_range(path, offset=offset, limit_bytes=limit_bytes, tail_bytes=tail_bytes,
+                                              owner_uid=output.owner_uid(job))
         return output.OutputChunk(job, data, start, size)
 
     # -- for the API's health, Slurm and authentication layers (public, so they need not reach

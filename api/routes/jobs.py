@@ -27,9 +27,11 @@ from api.schemas import BatchSubmitRequest, BatchSubmitResponse  # noqa: E402
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 _ERRORS = {404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
+#: A submit may also be refused a field (an account, priority, run_as): 403 naming it.
+_SUBMIT_ERRORS = {**_ERRORS, 403: {"model": ErrorResponse}}
 
 
-@router.post("/submit", response_model=SubmitResponse, responses=_ERRORS, summary="Submit a batch job")
+@router.post("/submit", response_model=SubmitResponse, responses=_SUBMIT_ERRORS, summary="Submit a batch job")
 async def submit(body: SubmitRequest, service: ServiceDep, settings: SettingsDep, caller: CallerDep) -> Response:
     """Store the job as PENDING and queue it; returns its id.  Nothing is stored when the request is refused."""
     # async: the checks below are pure and run on the event loop; the database and queue work is
@@ -43,7 +45,7 @@ async def submit(body: SubmitRequest, service: ServiceDep, settings: SettingsDep
                                         array_task_ids=[task.id for task in tasks]))
 
 
-@router.post("/batch", response_model=BatchSubmitResponse, responses=_ERRORS, summary="Submit many batch jobs")
+@router.post("/batch", response_model=BatchSubmitResponse, responses=_SUBMIT_ERRORS, summary="Submit many batch jobs")
 async def submit_batch(body: BatchSubmitRequest, service: ServiceDep, settings: SettingsDep,
                        caller: CallerDep) -> Response:
     """All or nothing: every job is checked first (a 422 names the item, e.g. ``jobs.3.job.cpus_per_task``),

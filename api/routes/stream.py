@@ -1,9 +1,10 @@
 """``GET /api/jobs/{job_id}/output/follow``: a job's output as Server-Sent Events, like ``tail -f``.
 
-How it follows the file: every ``poll_s`` (0.25 s) the route stats the output file and reads
-what was appended since the last event; the job's state is read from the database at most
+How it follows the file: every ``poll_s`` (0.25 s) the route looks at the output file's size and
+reads what was appended since the last event; the job's state is read from the database at most
 every ``job_poll_s`` (0.5 s).  Both, and the keepalive, are ``FollowTiming``, given to
-``create_app`` (the app keeps it in ``app.state.follow``).  Polling the size is cheap (one ``stat`` per follower and tick)
+``create_app`` (the app keeps it in ``app.state.follow``).  Polling the size is cheap (one open
+and ``fstat`` per follower and tick)
 and works on the shared file systems (NFS) that jobs of other nodes write to, where inotify
 sees nothing; a follower sees new output within about a quarter of a second.
 
@@ -24,8 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import stat
 import time
 from dataclasses import dataclass
 from typing import Annotated, AsyncIterator
@@ -152,14 +151,15 @@ async def _follow(request: Request, service: JobService, job: jobs.Job, stream: 
         size = 0
         if _has_output(job):
             path = job.stdout_path if stream == "stdout" else job.stderr_path
-            size = await run_in_threadpool(_size, path)
+            owner = output.owner_uid(job)  # a file its user does not own is not the job's output
+            size = await run_in_threadpool(output.file_size, path, owner_uid=owner)
             if size < offset:  # the job was requeued and its file started again
                 offset = 0
                 yield _event(json.dumps({"size": size}), event="truncated", event_id=0)
                 last_sent = time.monotonic()
             while size > offset:
                 data, start, size = await run_in_threadpool(output.read_range, path, offset=offset,
-                                                            limit_bytes=CHUNK_BYTES)
+                                                            limit_bytes=CHUNK_BYTES, owner_uid=owner)
                 if start < offset:  # shrank since the stat: the next tick says truncated
                     break
                 if not (final and start + len(data) >= size):
@@ -185,15 +185,6 @@ async def _follow(request: Request, service: JobService, job: jobs.Job, stream: 
 def _has_output(job: jobs.Job) -> bool:
     """Whether the job's path holds its output (as JobService.read_output: not before its first start)."""
     return not (job.state is jobs.JobState.PENDING and job.restart_count == 0)
-
-
-def _size(path: str) -> int:
-    """Bytes in the regular file at ``path``; 0 when there is none (yet)."""
-    try:
-        info = os.stat(path)
-    except OSError:
-        return 0
-    return info.st_size if stat.S_ISREG(info.st_mode) else 0
 
 
 def _event(data: str, *, event: str | None = None, event_id: int | None = None) -> str:

@@ -71,6 +71,8 @@ class JobRow(Base):
     node_list: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: --kill-on-invalid-dep: cancel the job once its dependency can never be met (else it waits).
     kill_on_invalid_dependency: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: Unix account the script runs as; empty: the service's own user.
+    run_as: Mapped[str] = mapped_column(String(255), default="", server_default="")
 
     # The two array indexes answer dependencies on arrays without reading every task: which
     # states an array's tasks are in (EXISTS on array_job_id, state) and one task's state.
@@ -144,6 +146,8 @@ class UserRow(Base):
     admin: Mapped[bool] = mapped_column(Boolean, default=False)
     #: Accounts the user may charge; empty: only the empty (default) account.
     accounts: Mapped[list] = mapped_column(JSON, default=list)
+    #: The Unix account the user's jobs run as (token create --unix-user); None: the account named like the user.
+    unix_user: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

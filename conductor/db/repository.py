@@ -476,7 +476,7 @@ def _values_from_spec(spec: jobs.JobSpec, submit_time: datetime) -> dict:
         begin_time=spec.begin_time, dependency=spec.dependency,
         kill_on_invalid_dependency=spec.kill_on_invalid_dependency, array_job_id=spec.array_job_id,
         array_task_id=spec.array_task_id, array_max_running=spec.array_max_running, cancel_requested=False,
-        nodes=spec.nodes, gpus_per_node=spec.gpus_per_node)
+        nodes=spec.nodes, gpus_per_node=spec.gpus_per_node, run_as=spec.run_as)
 
 
 def _row_from_spec(spec: jobs.JobSpec) -> JobRow:
@@ -524,7 +524,7 @@ def job_from_row(row: JobRow) -> jobs.Job:
         hold=row.hold, begin_time=_aware(row.begin_time), dependency=row.dependency,
         kill_on_invalid_dependency=bool(row.kill_on_invalid_dependency),
         array_job_id=row.array_job_id, array_task_id=row.array_task_id, array_max_running=row.array_max_running,
-        nodes=row.nodes or 1, gpus_per_node=row.gpus_per_node or 0)
+        nodes=row.nodes or 1, gpus_per_node=row.gpus_per_node or 0, run_as=row.run_as or "")
     usage = jobs.Usage(row.cpu_time_user_s, row.cpu_time_system_s, row.max_rss_kb)
     return jobs.Job(
         id=row.id, spec=spec, state=jobs.JobState(row.state), reason=jobs.Reason(row.reason),

@@ -42,6 +42,8 @@ class RunRequest:
     gpus: int = 0  #: GPUs Ray assigned to the task (their ids reach the job as CUDA_VISIBLE_DEVICES)
     #: The attempt's token: its keeper stops and signals it through conductor.executor.control ("": none).
     control: str = ""
+    run_as: str = ""  #: Unix account to run as (resolved on this node); empty: the worker's own user
+    append_output: bool = False  #: open the output files for appending (--open-mode=append), not truncated
 
 
 @dataclass(frozen=True)

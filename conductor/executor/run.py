@@ -7,6 +7,11 @@ the script left behind in its group (invariant 6).  Its keeper stops or signals 
 attempt's control channel (conductor.executor.control); a Ray cancel (KeyboardInterrupt) is
 handled as a stop too, where it arrives.
 
+A job with ``run_as`` runs as that Unix account (conductor.executor.identity): the child drops to
+its uid, gid and groups before exec, and enters the working directory and opens the output files
+as that user.  The script is still the group leader, waited on by its pidfd, and the limits and
+the stop path treat it as before.
+
 At each 0.5 s wake-up it sums the resident memory of the group's processes: the peak is
 the job's MaxRSS, and a sum over the memory limit SIGKILLs the group (as a memory cgroup
 would).
@@ -25,7 +30,9 @@ import tempfile
 import time
 
 from conductor.executor import control, orphans
+from conductor.executor import identity as identity_module
 from conductor.executor.group import MemoryWatch, kill_group, terminate_group
+from conductor.executor.identity import Identity, LaunchError
 from conductor.executor.report import EndCause, RunReport, RunRequest
 
 #: Variables of the worker's own environment a job gets when it does not set them.
@@ -33,6 +40,8 @@ BASE_ENVIRONMENT_KEYS = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 #: After an interrupted attempt, how long to keep looking for a child still between fork and exec.
 LAUNCH_SETTLE_S = 0.5
+#: When the first memory samples are taken after launch (seconds between them); then every 0.5 s.
+SAMPLE_AFTER_S = (0.01, 0.04, 0.2)
 #: How a wait ended: the script exited, a stop came, or a limit (time, memory) was reached.
 _EXITED, _STOP, _LIMIT = "exited", "stop", "limit"
 
@@ -60,9 +69,16 @@ def run_job(request: RunRequest) -> RunReport:
     channel = control.listen(request.control) if request.control else None  # before launch: no stop is lost
     try:
         try:
-            process = _launch(request, spool)
+            identity = identity_module.of_job(request.run_as, node=_node_name(request))
+            process, launch_status = _launch(request, spool, identity)
+            failure = identity_module.launch_failure(process, launch_status) if launch_status is not None else None
+        except LaunchError as exc:
+            return RunReport(EndCause.LAUNCH_FAILED, detail=str(exc))
         except OSError as exc:
             detail = f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
+            return RunReport(EndCause.LAUNCH_FAILED, detail=detail)
+        if failure:
+            detail = f"{failure} (as {request.run_as} on node {_node_name(request)})"
             return RunReport(EndCause.LAUNCH_FAILED, detail=detail)
         return _supervise(process, request, channel)
     except BaseException:  # e.g. a cancel landing before supervision began: leave nothing behind
@@ -82,26 +98,59 @@ def run_job(request: RunRequest) -> RunReport:
         shutil.rmtree(spool, ignore_errors=True)
 
 
-def _launch(request: RunRequest, spool: str) -> subprocess.Popen:
-    script_path = os.path.join(spool, "script")
-    with open(script_path, "w", encoding="utf-8") as handle:
-        handle.write(request.script)
-    os.chmod(script_path, 0o700)
+def _node_name(request: RunRequest) -> str:
+    return request.environment.get("SLURMD_NODENAME") or os.uname().nodename
+
+
+def _launch(request: RunRequest, spool: str,
+            identity: Identity | None) -> tuple[subprocess.Popen, int | None]:
+    """Start the script in its own session; (process, read end of its launch pipe, or None)."""
+    script_path = _spool_script(request.script, spool, identity)
     # Honour a #! line as sbatch does; a script without one runs under bash.
     command = [script_path] if request.script.startswith("#!") else ["/bin/bash", script_path]
+    if identity is None:
+        return _popen_as_service(request, [*command, *request.argv]), None
+    return _popen_as_user(request, identity, [*command, *request.argv])
+
+
+def _spool_script(script: str, spool: str, identity: Identity | None) -> str:
+    """Write the script into the (0700) spool directory; with an identity both belong to that user."""
+    script_path = os.path.join(spool, "script")
+    with open(script_path, "w", encoding="utf-8") as handle:
+        handle.write(script)
+    os.chmod(script_path, 0o700)
+    if identity is not None:
+        identity_module.hand_over(identity, spool, script_path)
+    return script_path
+
+
+def _popen_as_service(request: RunRequest, argv: list[str]) -> subprocess.Popen:
+    """The script as the worker's own user: the output files are opened here, then handed over."""
+    mode = "ab" if request.append_output else "wb"
     with contextlib.ExitStack() as files:
-        stdout = files.enter_context(open(request.stdout_path, "wb"))
+        stdout = files.enter_context(open(request.stdout_path, mode))
         stderr = stdout if request.stderr_path == request.stdout_path else files.enter_context(
-            open(request.stderr_path, "wb"))
+            open(request.stderr_path, mode))
         return subprocess.Popen(
-            [*command, *request.argv], cwd=request.working_dir, env=_environment(request),
+            argv, cwd=request.working_dir, env=_environment(request, None),
             stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True, close_fds=True)
 
 
-def _environment(request: RunRequest) -> dict[str, str]:
+def _popen_as_user(request: RunRequest, identity: Identity,
+                   argv: list[str]) -> tuple[subprocess.Popen, int]:
+    """The script as ``identity``, which opens the output files itself (conductor.executor.identity)."""
+    return identity_module.popen_as(
+        identity, argv, working_dir=request.working_dir, stdout_path=request.stdout_path,
+        stderr_path=request.stderr_path, append=request.append_output, env=_environment(request, identity),
+        umask=identity_module.job_umask(request.environment))
+
+
+def _environment(request: RunRequest, identity: Identity | None) -> dict[str, str]:
     env = {key: os.environ[key] for key in BASE_ENVIRONMENT_KEYS if key in os.environ}
     env.setdefault("PATH", DEFAULT_PATH)
     env.update(request.environment)
+    if identity is not None:  # who the job is, from the password database, whatever the submitter sent
+        env.update(identity.environment())
     if request.gpus:  # the devices Ray assigned to this task, under CUDA's and Slurm's names
         devices = os.environ.get("CUDA_VISIBLE_DEVICES", "")  # Ray sets it in the worker for the task's GPUs
         env.update(CUDA_VISIBLE_DEVICES=devices, CONDUCTOR_JOB_GPUS=devices, SLURM_JOB_GPUS=devices)
@@ -158,15 +207,18 @@ def _wait_exit(pgid: int, pidfd: int, deadline: float | None, memory: MemoryWatc
     """Block until the process exits (_EXITED), a stop comes (_STOP), or the deadline passes or memory
     runs over (_LIMIT); signals that come meanwhile are passed to the group.
 
-    The wait is cut into 0.5 s slices so that a Ray KeyboardInterrupt gets a chance to run
-    (select() itself is not interruptible by it); each slice also samples the job's memory,
-    the first one right after launch so that a short job has a figure.
+    The wait is cut into slices (SAMPLE_AFTER_S, then 0.5 s) so that a Ray KeyboardInterrupt gets a
+    chance to run (select() itself is not interruptible by it); each slice also samples the job's
+    memory.  The first samples come soon after launch so that a short job has a figure: at once the
+    new program may not have a page in memory yet (Popen returns as the exec switches images).
     """
     watched = [pidfd] if channel is None else [pidfd, channel]
+    slices = iter(SAMPLE_AFTER_S)
     while True:
         if memory.sample():
             return _LIMIT
-        timeout = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
+        slice_s = next(slices, 0.5)
+        timeout = slice_s if deadline is None else max(0.0, min(slice_s, deadline - time.monotonic()))
         ready, _, _ = select.select(watched, [], [], timeout)
         if pidfd in ready:
             return _EXITED

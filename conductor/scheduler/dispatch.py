@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -20,7 +21,7 @@ from ray.util.placement_group import NODE_ID_LABEL_KEY, placement_group, remove_
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
 from conductor import executor, jobs
-from conductor.executor import EndCause, RunReport, RunRequest, orphans
+from conductor.executor import EndCause, RunReport, RunRequest, control, orphans
 from conductor.resources import Allocation, Resources
 
 log = logging.getLogger(__name__)
@@ -34,20 +35,21 @@ _MIB = 1024 * 1024
 
 @dataclass
 class Task:
-    """A launched job task: its result, and the placement group of a multi-node job."""
+    """A launched job task: its result, its control token, and the placement group of a multi-node job."""
 
     ref: Any
+    token: str
     placement_group: Any = None
 
 
-def run_request(job: jobs.Job, allocation: Allocation, kill_wait_s: float) -> RunRequest:
+def run_request(job: jobs.Job, allocation: Allocation, kill_wait_s: float, token: str = "") -> RunRequest:
     """What the executor needs for one attempt of ``job`` on ``allocation``."""
     spec = allocation.per_node
-    return RunRequest(
+    return RunRequest(control=token,
         job_id=job.id, script=job.spec.script, working_dir=job.spec.working_dir, stdout_path=job.stdout_path,
         stderr_path=job.stderr_path, argv=job.spec.argv, time_limit_s=job.spec.time_limit_s,
         environment=jobs.job_environment(job, node_name=allocation.first.name, node_list=allocation.node_names),
-        kill_wait_s=kill_wait_s, memory_limit_mb=spec.memory_mb or None, gpus=spec.gpus)
+        kill_wait_s=kill_wait_s, memory_limit_mb=spec.memory_mb or None, gpus=spec.gpus, run_as=job.spec.run_as)
 
 
 def ray_resources(per_node: Resources) -> dict[str, Any]:
@@ -78,15 +80,16 @@ class Dispatcher:
             strategy: Any = PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=0)
         else:
             strategy = NodeAffinitySchedulingStrategy(allocation.first.ray_node_id, soft=False)
+        token = f"{job.id}-{job.restart_count}-{uuid.uuid4().hex[:12]}"
         try:
             ref = self._run_job.options(
                 name=f"{job.id}:{job.spec.name}", max_retries=0, scheduling_strategy=strategy,
-                **ray_resources(allocation.per_node)).remote(run_request(job, allocation, self._kill_wait_s))
+                **ray_resources(allocation.per_node)).remote(run_request(job, allocation, self._kill_wait_s, token))
         except Exception:
             if group is not None:
                 remove_placement_group(group)
             raise
-        return Task(ref, group)
+        return Task(ref, token, group)
 
     @staticmethod
     def cancel(task: Task | None) -> None:
@@ -104,12 +107,14 @@ class Dispatcher:
             remove_placement_group(task.placement_group)
 
     @staticmethod
-    def signal(allocation: Allocation, job_id: int, signum: int) -> None:
+    def signal(allocation: Allocation, task: Task | None, signum: int) -> None:
         """Send a signal to the job's process group on its node, through a tiny pinned task."""
-        ray.remote(executor.signal_job).options(
-            num_cpus=0, max_retries=0, name=f"{job_id}:signal",
+        if task is None:
+            return
+        ray.remote(control.send).options(
+            num_cpus=0, max_retries=0, name=f"{task.token}:signal",
             scheduling_strategy=NodeAffinitySchedulingStrategy(allocation.first.ray_node_id, soft=False),
-        ).remote(job_id, signum)
+        ).remote(task.token, control.Command(control.SIGNAL, signum))
 
     @staticmethod
     async def report(task: Task) -> RunReport:

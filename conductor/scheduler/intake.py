@@ -67,7 +67,7 @@ class Intake:
             running.intent = Intent.CANCEL if entry.op == queue.CANCEL else Intent.REQUEUE
             self._dispatcher.cancel(running.task)
         elif entry.op == queue.SIGNAL and running is not None:
-            self._dispatcher.signal(running.allocation, running.job.id, int(entry.arg))
+            self._dispatcher.signal(running.allocation, running.task, int(entry.arg))
         elif entry.op in (queue.CANCEL, queue.RELOAD, queue.REQUEUE):
             await self._reload(entry.job_id)
 

@@ -306,12 +306,13 @@ def _running(tmp_path: Path, script: str, token: str, **fields: object) -> tuple
 
 
 def test_a_signal_reaches_a_running_job_that_keeps_running(tmp_path: Path) -> None:
-    marker, stop, token = tmp_path / "marker", tmp_path / "stop", _token()
-    script = (f"#!/bin/bash\ntrap 'echo got >> {marker}' USR1\n"
+    marker, stop, ready, token = tmp_path / "marker", tmp_path / "stop", tmp_path / "ready", _token()
+    script = (f"#!/bin/bash\ntrap 'echo got >> {marker}' USR1\ntouch {ready}\n"
               f"while [ ! -e {stop} ]; do sleep 0.05; done\necho finished\n")
     runner, results = _running(tmp_path, script, token, job_id=42)
     try:
-        wait_for(lambda: control.send(token, control.Command(control.SIGNAL, signal.SIGUSR1)), timeout_s=5)
+        wait_for(ready.exists, timeout_s=5, message="the trap to be set")
+        assert control.send(token, control.Command(control.SIGNAL, signal.SIGUSR1))
         wait_for(lambda: marker.exists() and "got" in read(marker), timeout_s=5, message="the trap to run")
         assert runner.is_alive()
     finally:
@@ -323,10 +324,11 @@ def test_a_signal_reaches_a_running_job_that_keeps_running(tmp_path: Path) -> No
 
 
 def test_a_stop_ends_the_job_with_sigterm_then_kill_wait(tmp_path: Path) -> None:
-    token = _token()
-    script = "#!/bin/bash\ntrap 'echo term; exit 7' TERM\nwhile true; do sleep 0.05; done\n"
+    token, ready = _token(), tmp_path / "ready"
+    script = f"#!/bin/bash\ntrap 'echo term; exit 7' TERM\ntouch {ready}\nwhile true; do sleep 0.05; done\n"
     runner, results = _running(tmp_path, script, token, kill_wait_s=5.0)
-    wait_for(lambda: control.send(token, control.Command(control.STOP)), timeout_s=5)
+    wait_for(ready.exists, timeout_s=5, message="the trap to be set")
+    assert control.send(token, control.Command(control.STOP))
     runner.join(timeout=10)
     assert (results[0].cause, results[0].exit_code, results[0].signal) == (EndCause.STOPPED, 7, None)
     assert read(tmp_path / "out.txt") == "term\n"
@@ -350,3 +352,66 @@ def test_a_stop_works_with_sigint_ignored_and_reaches_the_whole_group(tmp_path: 
 
 def test_a_channel_that_nobody_listens_on_refuses_the_message() -> None:
     assert control.send(_token(), control.Command(control.STOP)) is False
+
+
+# ---- who the script runs as (conductor.executor.identity; other users: tests/acceptance/test_users.py) ------
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching a job's Unix identity needs root")
+
+
+def test_output_is_appended_with_append_output(tmp_path: Path) -> None:
+    (tmp_path / "out.txt").write_text("before\n")
+    assert run(tmp_path, "#!/bin/bash\necho after\n", append_output=True).exit_code == 0
+    assert read(tmp_path / "out.txt") == "before\nafter\n"
+
+
+def test_a_user_without_an_account_on_the_node_fails_at_launch(tmp_path: Path) -> None:
+    result = run(tmp_path, "#!/bin/bash\ntrue\n", run_as="no-such-user-x9", environment={"SLURMD_NODENAME": "n7"})
+    assert (result.cause, result.detail) == (EndCause.LAUNCH_FAILED, "user no-such-user-x9 has no Unix account on node n7")
+    assert not (tmp_path / "out.txt").exists()
+
+
+@needs_root
+def test_run_as_a_user_gets_their_identity_and_umask(tmp_path: Path) -> None:
+    result = run(tmp_path, '#!/bin/bash\nid -u; id -G; echo "$HOME $USER $LOGNAME"; umask; stat -c %a "$0"\n',
+                 run_as="root", environment={"HOME": "/nowhere", "USER": "mallory", "SLURM_UMASK": "0077"})
+    assert result.exit_code == 0, result
+    uid, groups, names, umask, script_mode = read(tmp_path / "out.txt").splitlines()
+    assert (uid, names, umask, script_mode) == ("0", "/root root root", "0077", "700")
+    assert sorted(map(int, groups.split())) == sorted(set(os.getgrouplist("root", 0)))
+    assert oct((tmp_path / "out.txt").stat().st_mode & 0o777) == oct(0o600)
+
+
+@needs_root
+def test_run_as_a_user_appends_or_truncates(tmp_path: Path) -> None:
+    for name in ("out.txt", "err.txt"):
+        (tmp_path / name).write_text("before\n")
+    assert run(tmp_path, "#!/bin/bash\necho out; echo err >&2\n", run_as="root", append_output=True).exit_code == 0
+    assert (read(tmp_path / "out.txt"), read(tmp_path / "err.txt")) == ("before\nout\n", "before\nerr\n")
+    assert run(tmp_path, "#!/bin/bash\necho again\n", run_as="root").exit_code == 0
+    assert (read(tmp_path / "out.txt"), read(tmp_path / "err.txt")) == ("again\n", "")
+
+
+@needs_root
+def test_an_output_file_that_cannot_be_written_fails_the_launch_and_creates_nothing(tmp_path: Path) -> None:
+    result = run(tmp_path, "#!/bin/bash\necho x\n", run_as="root", stderr_path=str(tmp_path / "missing" / "e"),
+                 environment={"SLURMD_NODENAME": "n7"})
+    assert (result.cause, result.detail) == (EndCause.LAUNCH_FAILED,
+                                             f"cannot write the stderr file {tmp_path}/missing/e (as root on node n7)")
+    assert (result.exit_code, list(tmp_path.iterdir())) == (None, [])
+
+
+@needs_root
+def test_a_working_directory_that_cannot_be_entered_fails_the_launch(tmp_path: Path) -> None:
+    result = run(tmp_path, "#!/bin/bash\ntrue\n", run_as="root", working_dir=str(tmp_path / "gone"))
+    assert result.cause is EndCause.LAUNCH_FAILED
+    assert result.detail.startswith(f"cannot enter the working directory {tmp_path}/gone (as root on node ")
+    assert list(tmp_path.iterdir()) == []
+
+
+@needs_root
+def test_run_as_a_user_keeps_the_time_limit_and_the_group_kill(tmp_path: Path) -> None:
+    result = run(tmp_path, "#!/bin/bash\n(sleep 60; echo leaked) &\necho $! > child.pid\nsleep 60\n",
+                 run_as="root", time_limit_s=1, kill_wait_s=0.5)
+    assert (result.cause, result.signal) == (EndCause.TIMEOUT, signal.SIGTERM)
+    assert not pid_alive(int(read(tmp_path / "child.pid")))
