@@ -9,13 +9,17 @@ run of every command per round, so a change of machine load touches them all ali
   * an empty typer command and an empty click command: what each framework costs to start;
   * ``conductor --help``, ``conductor show ID``, ``conductor queue``, ``conductor submit --parsable``.
 
+With ``--before DIR`` (a source tree, e.g. ``git archive main | tar -x -C DIR``), the same
+conductor commands are also timed from DIR's cli/ and conductor/ (this interpreter, PYTHONPATH=DIR),
+in the same rounds: the figures before and after a change, under the same load.
+
 Each time covers the whole command (start, imports, configuration, the request, its answer
 and the printing), so it bounds the time to the request from above.  The commands run in a
 directory holding a copy of the repository's app.properties, with CONDUCTOR_URL set, and
 print to a pipe (on a terminal, ``queue`` also imports rich for its table).  Everything
 started here is stopped by its process id.
 
-Run:  .venv/bin/python bench/cli_start.py [--runs 20]
+Run:  .venv/bin/python bench/cli_start.py [--runs 20] [--before DIR]
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CONDUCTOR = str(Path(sys.executable).with_name("conductor"))
 EMPTY_TYPER = "import typer\napp = typer.Typer()\n@app.command()\ndef f() -> None: pass\napp()"
 EMPTY_CLICK = "import click\n@click.command()\ndef f() -> None: pass\nf()"
+#: The console script's body, for a tree given by PYTHONPATH instead of the installed one.
+ENTRY_POINT = "import sys\nsys.argv[0] = 'conductor'\nfrom cli.main import main\nsys.exit(main())"
+Command = tuple[list[str], dict[str, str]]
 
 
 def serve(port: int, state_dir: str) -> None:
@@ -92,11 +99,11 @@ def _run(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, subpro
     return time.perf_counter() - started, result
 
 
-def measure(commands: dict[str, list[str]], env: dict[str, str], cwd: Path, runs: int) -> dict[str, list[float]]:
+def measure(commands: dict[str, Command], cwd: Path, runs: int) -> dict[str, list[float]]:
     """Each command ``runs`` times, interleaved by rounds; a failed run stops the benchmark."""
     times: dict[str, list[float]] = {label: [] for label in commands}
     for _ in range(runs):
-        for label, argv in commands.items():
+        for label, (argv, env) in commands.items():
             elapsed, result = _run(argv, env, cwd)
             if result.returncode != 0:
                 raise SystemExit(f"{label} failed ({result.returncode}): {result.stderr.strip()}")
@@ -106,16 +113,35 @@ def measure(commands: dict[str, list[str]], env: dict[str, str], cwd: Path, runs
 
 def report(times: dict[str, list[float]]) -> None:
     baseline = statistics.median(times["python -c pass"])
-    print(f"{'command':36s} {'median':>9s} {'min':>9s} {'max':>9s} {'median - pass':>14s}")
+    width = max(len(label) for label in times)
+    print(f"{'command':{width}s} {'median':>9s} {'min':>9s} {'max':>9s} {'median - pass':>14s}")
     for label, values in times.items():
         median = statistics.median(values)
-        print(f"{label:36s} {median * 1000:6.1f} ms {min(values) * 1000:6.1f} ms {max(values) * 1000:6.1f} ms "
+        print(f"{label:{width}s} {median * 1000:6.1f} ms {min(values) * 1000:6.1f} ms {max(values) * 1000:6.1f} ms "
               f"{(median - baseline) * 1000:11.1f} ms")
+
+
+def _commands(env: dict[str, str], job_id: str, before: Path | None) -> dict[str, Command]:
+    """The baselines, then each conductor command (and, with ``before``, the same from that tree)."""
+    commands: dict[str, Command] = {
+        "python -c pass": ([sys.executable, "-c", "pass"], env),
+        "empty typer command": ([sys.executable, "-c", EMPTY_TYPER], env),
+        "empty click command": ([sys.executable, "-c", EMPTY_CLICK], env),
+    }
+    variants = [("", [CONDUCTOR], env)]
+    if before is not None:
+        tree_env = {**env, "PYTHONPATH": str(before.resolve())}
+        variants.append((f" [{before}]", [sys.executable, "-c", ENTRY_POINT], tree_env))
+    for suffix, prefix, variant_env in variants:
+        for args in (["--help"], ["show", job_id], ["queue"], ["submit", "--parsable", "job.sh"]):
+            commands[f"conductor {' '.join(args)}{suffix}"] = ([*prefix, *args], variant_env)
+    return commands
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20, help="Runs of each command (default 20).")
+    parser.add_argument("--before", type=Path, help="Also time the commands of this source tree (PYTHONPATH).")
     parser.add_argument("--serve", nargs=2, metavar=("PORT", "STATE_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -134,18 +160,10 @@ def main() -> None:
         _, first = _run([CONDUCTOR, "submit", "--parsable", "job.sh"], env, work)
         if first.returncode != 0:
             raise SystemExit(f"submit failed: {first.stderr.strip()}")
-        commands = {
-            "python -c pass": [sys.executable, "-c", "pass"],
-            "empty typer command": [sys.executable, "-c", EMPTY_TYPER],
-            "empty click command": [sys.executable, "-c", EMPTY_CLICK],
-            "conductor --help": [CONDUCTOR, "--help"],
-            f"conductor show {first.stdout.strip()}": [CONDUCTOR, "show", first.stdout.strip()],
-            "conductor queue": [CONDUCTOR, "queue"],
-            "conductor submit --parsable job.sh": [CONDUCTOR, "submit", "--parsable", "job.sh"],
-        }
+        commands = _commands(env, first.stdout.strip(), args.before)
         print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}  "
               f"({os.cpu_count()} CPUs), {args.runs} runs each")
-        times = measure(commands, env, work, args.runs)
+        times = measure(commands, work, args.runs)
         print(f"load average after:  {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         report(times)
     finally:
