@@ -51,12 +51,12 @@ def serve(port: int, state_dir: str) -> None:
 
     from api.app import create_app
     from conductor.config import Settings
-    from conductor.db.repository import NodeInfo
+    from conductor.resources import Node, Resources
     from conductor.service import JobService
 
     settings = Settings(state_dir=Path(state_dir), node_name="bench-node", log_level="WARNING")
     service = JobService.from_settings(settings)
-    service.repository.replace_nodes([NodeInfo("bench-node", "ray-bench", 32, 65536, 0, {}, True)])
+    service.repository.replace_nodes([Node("ray-bench", "bench-node", Resources(32, 65536))])
     service.close()
     uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning", access_log=False)
 

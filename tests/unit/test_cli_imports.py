@@ -17,7 +17,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.helpers import api_answers, free_port, spec, wait_for
+from tests.helpers import api_answers, free_port, node, spec, wait_for
 
 #: What the service imports and a client command must not: the database, migrations, Ray, the
 #: web stack, and the libraries the CLI stopped using to start faster (httpx, typer -> pydantic).
@@ -41,13 +41,12 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
     from api.app import create_app
     from conductor.config import Settings
-    from conductor.db.repository import NodeInfo
     from conductor.service import JobService
 
     state = tmp_path_factory.mktemp("imports-state")
     settings = Settings(state_dir=state, node_name="n1")
     service = JobService.from_settings(settings)
-    service.repository.replace_nodes([NodeInfo("n1", "ray-n1", 8, 16384, 0, {}, True)])
+    service.repository.replace_nodes([node("n1", 8, 16384)])
     job_id = service.submit(spec("#!/bin/bash\ntrue\n", working_dir=str(state))).id
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=free_port(),
                                            log_level="warning"))
