@@ -2,36 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING
 
-import typer
+import click
 
-from cli.main import _settings, app, fail
-from conductor.auth import TokenStore
-from conductor.db.session import make_engine, migrate
+from cli.app import app, fail, settings
 from conductor.exceptions import ConductorError
 
-token_app = typer.Typer(help="Create and revoke API tokens (run on the server, against its database).",
-                        no_args_is_help=True)
-app.add_typer(token_app, name="token")
+if TYPE_CHECKING:
+    from conductor.auth import TokenStore
 
 
-def _store(ctx: typer.Context) -> TokenStore:
-    engine = make_engine(_settings(ctx).effective_database_url)
+@app.group("token", no_args_is_help=True)
+def token_app() -> None:
+    """Create and revoke API tokens (run on the server, against its database)."""
+
+
+def _store(ctx: click.Context) -> TokenStore:
+    from conductor.auth import TokenStore  # SQLAlchemy and alembic: only the token commands pay for them
+    from conductor.db.session import make_engine, migrate
+
+    engine = make_engine(settings(ctx).effective_database_url)
     migrate(engine)
     return TokenStore(engine)
 
 
 @token_app.command("create")
-def create(
-    ctx: typer.Context,
-    user: str = typer.Option(..., "--user", help="The user the token acts as."),
-    admin: bool = typer.Option(False, "--admin", help="Admins see all jobs, set priority and hold as admin."),
-    account: Optional[list[str]] = typer.Option(None, "--account", help="An account the user may charge "
-                                                                       "(repeat for several)."),
-    unix_user: Optional[str] = typer.Option(None, "--unix-user", help="The Unix account USER's jobs run as "
-                                            "(default: the one named USER); it must exist on this node."),
-) -> None:
+@click.option("--user", required=True, help="The user the token acts as.")
+@click.option("--admin", is_flag=True, help="Admins see all jobs, set priority and hold as admin.")
+@click.option("--account", multiple=True, help="An account the user may charge (repeat for several).")
+@click.option("--unix-user", "unix_user", default=None,
+              help="The Unix account USER's jobs run as (default: the one named USER); it must exist on this node.")
+@click.pass_context
+def create(ctx: click.Context, user: str, admin: bool, account: tuple[str, ...], unix_user: str | None) -> None:
     """Create a token for USER and print it (only its hash is stored: copy it now).
 
     Where jobs run as their submitters (AUTH=token, service root), USER's jobs run as the Unix
@@ -46,19 +49,21 @@ def create(
     if unix_user is not None and not unix_user.strip():
         fail("--unix-user must not be empty", code=2)
     try:
-        typer.echo(_store(ctx).create(user, admin=admin, accounts=account, unix_user=unix_user,
-                                      require_unix_account=True))
+        click.echo(_store(ctx).create(user, admin=admin, accounts=list(account) or None,  # None: keep theirs
+                                      unix_user=unix_user, require_unix_account=True))
     except ConductorError as exc:
         fail(str(exc))
 
 
 @token_app.command("revoke")
-def revoke(ctx: typer.Context, user: str = typer.Option(..., "--user", help="Whose tokens to revoke.")) -> None:
+@click.option("--user", required=True, help="Whose tokens to revoke.")
+@click.pass_context
+def revoke(ctx: click.Context, user: str) -> None:
     """Revoke every token of USER.
 
     Example: conductor token revoke --user alice
     """
     try:
-        typer.echo(f"revoked {_store(ctx).revoke_all(user)} token(s) of {user}")
+        click.echo(f"revoked {_store(ctx).revoke_all(user)} token(s) of {user}")
     except ConductorError as exc:
         fail(str(exc))

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
-import typer
+import click
 
-from cli.main import _call, app, fail
+from cli.app import app, call, fail
 
 
-def _ids(values: list[str]) -> list[int]:
+def _ids(values: Sequence[str]) -> list[int]:
     """Job ids as typed: ``42``, or ``40`` for a whole array (``40_3`` names one task: not yet)."""
     ids = []
     for value in values:
@@ -20,45 +20,48 @@ def _ids(values: list[str]) -> list[int]:
 
 
 @app.command()
-def cancel(
-    ctx: typer.Context,
-    job_ids: Optional[list[str]] = typer.Argument(None, help="Job ids; an array's id cancels all its tasks."),
-    signal: Optional[str] = typer.Option(None, "-s", "--signal",
-                                         help="Send this signal (USR1, 10...) to running jobs; they go on."),
-    name: Optional[str] = typer.Option(None, "-n", "--name", help="Only jobs with this name."),
-    state: Optional[str] = typer.Option(None, "-t", "--state", help="Only jobs in this state (PENDING, RUNNING)."),
-    account: Optional[str] = typer.Option(None, "-A", "--account", help="Only jobs of this account."),
-    partition: Optional[str] = typer.Option(None, "-p", "--partition", help="Only jobs of this partition."),
-    user: Optional[str] = typer.Option(None, "-u", "--user", help="Only jobs of this user."),
-) -> None:
+@click.argument("job_ids", nargs=-1, metavar="[job_ids]...")
+@click.option("-s", "--signal", help="Send this signal (USR1, 10...) to running jobs; they go on.")
+@click.option("-n", "--name", help="Only jobs with this name.")
+@click.option("-t", "--state", help="Only jobs in this state (PENDING, RUNNING).")
+@click.option("-A", "--account", help="Only jobs of this account.")
+@click.option("-p", "--partition", help="Only jobs of this partition.")
+@click.option("-u", "--user", help="Only jobs of this user.")
+@click.pass_context
+def cancel(ctx: click.Context, job_ids: tuple[str, ...], signal: Optional[str], name: Optional[str],
+           state: Optional[str], account: Optional[str], partition: Optional[str], user: Optional[str]) -> None:
     """Cancel jobs, like scancel: pending ones end at once; running ones get SIGTERM, then SIGKILL.
 
-    Filters are ANDed with each other and with the ids.
+    job_ids: an array's id cancels all its tasks.  Filters are ANDed with each other and with
+    the ids.
+
     Examples: conductor cancel 42 43 | conductor cancel -u alice -t PENDING | conductor cancel -s USR1 42
     """
     filters = {"name": name, "state": state, "account": account, "partition": partition, "user": user}
-    targets = _ids(job_ids or [])
+    targets = _ids(job_ids)
     if any(value is not None for value in filters.values()):
         targets = _filtered(ctx, targets, filters)
     elif not targets:
         fail("name at least one job id or a filter", code=2)
     for job_id in targets:
-        reply = _call(lambda c, i=job_id: c.control(i, "cancel", {"signal": signal} if signal else None), ctx)
+        reply = call(lambda c, i=job_id: c.control(i, "cancel", {"signal": signal} if signal else None), ctx)
         done = reply["cancelled"] + reply["signalled"]
         if not done:
-            typer.echo(f"conductor: job {job_id} was not pending or running: nothing to do", err=True)
+            click.echo(f"conductor: job {job_id} was not pending or running: nothing to do", err=True)
 
 
-def _filtered(ctx: typer.Context, ids: list[int], filters: dict) -> list[int]:
+def _filtered(ctx: click.Context, ids: list[int], filters: dict) -> list[int]:
     states = [filters["state"].upper()] if filters["state"] else ["PENDING", "RUNNING"]
     params = {"state": states, **{k: v for k, v in filters.items() if v is not None and k != "state"}}
     if ids:
         params["job_id"] = ids
-    return [job["job_id"] for job in _call(lambda c: c.all_jobs(params), ctx)]
+    return [job["job_id"] for job in call(lambda c: c.all_jobs(params), ctx)]
 
 
 @app.command()
-def hold(ctx: typer.Context, job_ids: list[str] = typer.Argument(..., help="Pending job ids.")) -> None:
+@click.argument("job_ids", nargs=-1, required=True, metavar="job_ids...")
+@click.pass_context
+def hold(ctx: click.Context, job_ids: tuple[str, ...]) -> None:
     """Hold pending jobs (reason JobHeldUser) until released, like scontrol hold.
 
     Example: conductor hold 42
@@ -67,7 +70,9 @@ def hold(ctx: typer.Context, job_ids: list[str] = typer.Argument(..., help="Pend
 
 
 @app.command()
-def release(ctx: typer.Context, job_ids: list[str] = typer.Argument(..., help="Held job ids.")) -> None:
+@click.argument("job_ids", nargs=-1, required=True, metavar="job_ids...")
+@click.pass_context
+def release(ctx: click.Context, job_ids: tuple[str, ...]) -> None:
     """Release held jobs, like scontrol release.
 
     Example: conductor release 42
@@ -76,7 +81,9 @@ def release(ctx: typer.Context, job_ids: list[str] = typer.Argument(..., help="H
 
 
 @app.command()
-def requeue(ctx: typer.Context, job_ids: list[str] = typer.Argument(..., help="Job ids.")) -> None:
+@click.argument("job_ids", nargs=-1, required=True, metavar="job_ids...")
+@click.pass_context
+def requeue(ctx: click.Context, job_ids: tuple[str, ...]) -> None:
     """Put jobs back in the queue, like scontrol requeue: running ones are stopped first.
 
     Example: conductor requeue 42
@@ -84,8 +91,8 @@ def requeue(ctx: typer.Context, job_ids: list[str] = typer.Argument(..., help="J
     _each(ctx, job_ids, "requeue", "requeued")
 
 
-def _each(ctx: typer.Context, job_ids: list[str], action: str, field: str) -> None:
+def _each(ctx: click.Context, job_ids: Sequence[str], action: str, field: str) -> None:
     for job_id in _ids(job_ids):
-        reply = _call(lambda c, i=job_id: c.control(i, action), ctx)
+        reply = call(lambda c, i=job_id: c.control(i, action), ctx)
         if not reply[field]:
-            typer.echo(f"conductor: job {job_id}: nothing to {action}", err=True)
+            click.echo(f"conductor: job {job_id}: nothing to {action}", err=True)

@@ -1,7 +1,7 @@
 """``conductor queue``, ``history``, ``show`` and ``logs``: squeue, sacct, scontrol show job, and a job's output.
 
 Every command asks the REST API (cli/client.py; URL from the configuration or CONDUCTOR_URL)
-and renders with cli/render.py.  Registered on ``cli.main.app`` when cli/main.py imports this.
+and renders with cli/render.py.  Registered on ``cli.app.app`` when cli/main.py imports this.
 """
 
 from __future__ import annotations
@@ -10,15 +10,16 @@ import json
 import sys
 import time
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-import typer
-from typer.core import TyperCommand
+import click
 
 from cli import render
-from cli.client import ApiClient, ClientError
-from cli.main import _call, app, fail
+from cli.app import Command, app, call, fail
 from conductor.jobs import JobState
+
+if TYPE_CHECKING:
+    from cli.client import ApiClient
 
 #: ``logs -f`` follows GET /api/jobs/{id}/output/follow (Server-Sent Events); when the stream ends
 #: without its end event (the API restarted), it connects again after this many seconds ...
@@ -28,30 +29,35 @@ FOLLOW_RETRIES = 5
 ACTIVE_STATES = [JobState.PENDING.value, JobState.RUNNING.value]
 FINISHED_STATES = [state.value for state in JobState if state.is_terminal()]
 _BY_SHORT_CODE = {state.short: state.value for state in JobState}
-#: click's UsageError as typer raises it (typer >= 0.2x vendors its own click; BadParameter is public).
-_UsageError = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "UsageError")
 
 
-class _OneLineErrors(TyperCommand):
-    """A bad option or argument is one ``conductor: error:`` line (exit 2), not a usage box."""
+class _OneLineErrors(Command):
+    """A bad option or argument is one ``conductor: error:`` line (exit 2), not a usage block."""
 
-    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
             return super().parse_args(ctx, args)
-        except _UsageError as exc:
-            fail(f"{exc.format_message()} (see: conductor {self.name} --help)", code=2)
-            raise
+        except click.UsageError as exc:
+            fail(f"{_usage_message(exc)} (see: conductor {self.name} --help)", code=2)
+
+
+def _usage_message(exc: click.UsageError) -> str:
+    if isinstance(exc, click.NoSuchOption):  # "No such option: --colour", as conductor has always said it
+        maybe = f" (did you mean {' or '.join(exc.possibilities)}?)" if exc.possibilities else ""
+        return f"No such option: {exc.option_name}{maybe}"
+    return exc.format_message()
 
 
 # -- shared options ---------------------------------------------------------------------------
 
-_USER = typer.Option(None, "-u", "--user", help="Only these users' jobs (comma list).")
-_ACCOUNT = typer.Option(None, "-A", "--account", help="Only these accounts (comma list).")
-_PARTITION = typer.Option(None, "-p", "--partition", help="Only these partitions (comma list).")
-_NAME = typer.Option(None, "-n", "--name", help="Only jobs with these names (comma list).")
-_JOBS = typer.Option(None, "-j", "--jobs", help="Only these job ids (comma list).")
-_NOHEADER = typer.Option(False, "--noheader", help="No header line.")
-_JSON = typer.Option(False, "--json", help="Print the API's job objects as JSON.")
+_USER = click.option("-u", "--user", help="Only these users' jobs (comma list).")
+_ACCOUNT = click.option("-A", "--account", help="Only these accounts (comma list).")
+_PARTITION = click.option("-p", "--partition", help="Only these partitions (comma list).")
+_NAME = click.option("-n", "--name", help="Only jobs with these names (comma list).")
+_JOBS = click.option("-j", "--jobs", help="Only these job ids (comma list).")
+_NOHEADER = click.option("--noheader", is_flag=True, help="No header line.")
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print the API's job objects as JSON.")
+_JOB_ID = click.argument("job_id", type=click.IntRange(min=1), metavar="job_id")
 
 
 def _split(text: Optional[str]) -> list[str]:
@@ -79,10 +85,10 @@ def _filters(user: Optional[str], account: Optional[str], partition: Optional[st
     return {key: value for key, value in params.items() if value}
 
 
-def _list(ctx: typer.Context, params: dict, headers: Any, row: Any, right: Any, *, as_json: bool,
+def _list(ctx: click.Context, params: dict, headers: Any, row: Any, right: Any, *, as_json: bool,
           header: bool) -> None:
     """Fetch every matching job (all pages) and print it as JSON or as a table."""
-    found = _call(lambda client: client.all_jobs(params), ctx)
+    found = call(lambda client: client.all_jobs(params), ctx)
     if as_json:
         _print_json({"jobs": found})
         return
@@ -91,22 +97,26 @@ def _list(ctx: typer.Context, params: dict, headers: Any, row: Any, right: Any, 
 
 
 def _print_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2))
+    click.echo(json.dumps(value, indent=2))
 
 
 # -- queue --------------------------------------------------------------------------------------
 
 @app.command(cls=_OneLineErrors)
-def queue(
-    ctx: typer.Context, user: Optional[str] = _USER, account: Optional[str] = _ACCOUNT,
-    partition: Optional[str] = _PARTITION,
-    states: Optional[str] = typer.Option(None, "-t", "--states",
-                                         help="States (comma list of names or codes: PD,R,CD,F,CA,TO,OOM,NF) "
-                                              "or 'all'. Default: PENDING,RUNNING (all with -j)."),
-    jobs: Optional[str] = _JOBS, name: Optional[str] = _NAME, noheader: bool = _NOHEADER, as_json: bool = _JSON,
-    dependency: bool = typer.Option(False, "--dependency",
-                                    help="Add a DEPENDENCY column (squeue's %E): afterok:40_*(unfulfilled)."),
-) -> None:
+@_USER
+@_ACCOUNT
+@_PARTITION
+@click.option("-t", "--states", help="States (comma list of names or codes: PD,R,CD,F,CA,TO,OOM,NF) or 'all'. "
+                                     "Default: PENDING,RUNNING (all with -j).")
+@_JOBS
+@_NAME
+@_NOHEADER
+@_JSON
+@click.option("--dependency", is_flag=True, help="Add a DEPENDENCY column (squeue's %E): afterok:40_*(unfulfilled).")
+@click.pass_context
+def queue(ctx: click.Context, user: Optional[str], account: Optional[str], partition: Optional[str],
+          states: Optional[str], jobs: Optional[str], name: Optional[str], noheader: bool, as_json: bool,
+          dependency: bool) -> None:
     """List pending and running jobs, like squeue.
 
     conductor queue [-u USERS] [-A ACCOUNTS] [-p PARTITIONS] [-t STATES|all] [-j IDS] [-n NAMES] [--dependency]
@@ -144,20 +154,23 @@ def _midnight_today() -> str:
 
 
 @app.command(cls=_OneLineErrors)
-def history(
-    ctx: typer.Context, user: Optional[str] = _USER, account: Optional[str] = _ACCOUNT,
-    partition: Optional[str] = _PARTITION,
-    states: Optional[str] = typer.Option(None, "-s", "-t", "--state",
-                                         help="Final states (comma list: CD,F,CA,TO,OOM,NF or names). "
-                                              "Default: all of them."),
-    jobs: Optional[str] = _JOBS, name: Optional[str] = _NAME,
-    since: Optional[str] = typer.Option(None, "-S", "--since", "--starttime",
-                                        help="Jobs that ended at or after this local time. "
-                                             "Default: midnight today (no limit with -j)."),
-    until: Optional[str] = typer.Option(None, "-E", "--until", "--endtime",
-                                        help="Jobs that ended at or before this local time. Default: now."),
-    noheader: bool = _NOHEADER, as_json: bool = _JSON,
-) -> None:
+@_USER
+@_ACCOUNT
+@_PARTITION
+@click.option("-s", "-t", "--state", "states",
+              help="Final states (comma list: CD,F,CA,TO,OOM,NF or names). Default: all of them.")
+@_JOBS
+@_NAME
+@click.option("-S", "--since", "--starttime", "since",
+              help="Jobs that ended at or after this local time. Default: midnight today (no limit with -j).")
+@click.option("-E", "--until", "--endtime", "until",
+              help="Jobs that ended at or before this local time. Default: now.")
+@_NOHEADER
+@_JSON
+@click.pass_context
+def history(ctx: click.Context, user: Optional[str], account: Optional[str], partition: Optional[str],
+            states: Optional[str], jobs: Optional[str], name: Optional[str], since: Optional[str],
+            until: Optional[str], noheader: bool, as_json: bool) -> None:
     """List finished jobs with their exit codes and resource use, like sacct.
 
     conductor history [-S SINCE] [-E UNTIL] [-u USERS] [-A ACCOUNTS] [-p PARTS] [-s STATES] [-j IDS] [--json]
@@ -185,9 +198,10 @@ def history(
 # -- partitions ---------------------------------------------------------------------------------
 
 @app.command(cls=_OneLineErrors)
-def partitions(
-    ctx: typer.Context, noheader: bool = _NOHEADER, as_json: bool = _JSON,
-) -> None:
+@_NOHEADER
+@_JSON
+@click.pass_context
+def partitions(ctx: click.Context, noheader: bool, as_json: bool) -> None:
     """List partitions with their nodes, CPUs and memory, like sinfo.
 
     conductor partitions [--noheader] [--json]
@@ -197,7 +211,7 @@ def partitions(
 
     Example: conductor partitions
     """
-    found = _call(lambda client: client.partitions(), ctx)
+    found = call(lambda client: client.partitions(), ctx)
     if as_json:
         _print_json({"partitions": found})
         return
@@ -208,35 +222,32 @@ def partitions(
 # -- show ---------------------------------------------------------------------------------------
 
 @app.command(cls=_OneLineErrors)
-def show(
-    ctx: typer.Context,
-    job_id: int = typer.Argument(..., min=1, help="Job id."),
-    oneliner: bool = typer.Option(False, "-o", "--oneliner", help="All fields on one line."),
-    as_json: bool = typer.Option(False, "--json", help="Print the API's job object as JSON."),
-) -> None:
+@_JOB_ID
+@click.option("-o", "--oneliner", is_flag=True, help="All fields on one line.")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's job object as JSON.")
+@click.pass_context
+def show(ctx: click.Context, job_id: int, oneliner: bool, as_json: bool) -> None:
     """Show every field of a job as Key=Value, like scontrol show job.
 
     conductor show JOBID [-o] [--json]
 
     Example: conductor show 42
     """
-    job = _call(lambda client: client.job(job_id), ctx)
+    job = call(lambda client: client.job(job_id), ctx)
     if as_json:
         _print_json(job)
         return
-    typer.echo(render.show_text(job, datetime.now(timezone.utc), one_line=oneliner))
+    click.echo(render.show_text(job, datetime.now(timezone.utc), one_line=oneliner))
 
 
 # -- logs ---------------------------------------------------------------------------------------
 
 @app.command(cls=_OneLineErrors)
-def logs(
-    ctx: typer.Context,
-    job_id: int = typer.Argument(..., min=1, help="Job id."),
-    err: bool = typer.Option(False, "--err", help="Print stderr (the stdout file when the job has no -e)."),
-    follow: bool = typer.Option(False, "-f", "--follow",
-                                help="Keep printing new output until the job ends (streamed by the API)."),
-) -> None:
+@_JOB_ID
+@click.option("--err", is_flag=True, help="Print stderr (the stdout file when the job has no -e).")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new output until the job ends (streamed by the API).")
+@click.pass_context
+def logs(ctx: click.Context, job_id: int, err: bool, follow: bool) -> None:
     """Print a job's output; with -f follow it until the job ends, like tail -f.
 
     conductor logs JOBID [--err] [-f]
@@ -246,7 +257,7 @@ def logs(
     Example: conductor logs 42 -f
     """
     stream = "stderr" if err else "stdout"
-    _call(lambda client: _print_output(client, job_id, stream, follow=follow), ctx)  # ^C: typer exits 130
+    call(lambda client: _print_output(client, job_id, stream, follow=follow), ctx)  # ^C: exit 130 (cli.app)
 
 
 def _print_output(client: ApiClient, job_id: int, stream: str, *, follow: bool) -> None:
@@ -259,7 +270,7 @@ def _print_output(client: ApiClient, job_id: int, stream: str, *, follow: bool) 
         text, headers = client.output(job_id, {"stream": stream, "offset": offset})
         size = int(headers["x-conductor-output-size"])
         if size < offset:  # the file was started again (the job was requeued and ran again)
-            typer.echo(f"conductor: note: job {job_id}'s {stream} was truncated; reading it from the start",
+            click.echo(f"conductor: note: job {job_id}'s {stream} was truncated; reading it from the start",
                        err=True)
             offset = 0
             continue
@@ -278,13 +289,15 @@ def _follow_output(client: ApiClient, job_id: int, stream: str) -> None:
             if event == "end":
                 return
             if event == "truncated":  # the file was started again (the job was requeued and ran again)
-                typer.echo(f"conductor: note: job {job_id}'s {stream} was truncated; reading it from the start",
+                click.echo(f"conductor: note: job {job_id}'s {stream} was truncated; reading it from the start",
                            err=True)
             elif event == "message":
                 _write(json.loads(data))
             offset = int(event_id) if event_id is not None else offset
         retries += 1
         if retries > FOLLOW_RETRIES:
+            from cli.client import ClientError
+
             raise ClientError(f"the API keeps closing the output stream of job {job_id}")
         time.sleep(FOLLOW_RETRY_S)
 

@@ -3,7 +3,8 @@
 The file format is the seed's: ``KEY=VALUE`` lines, ``#`` comment lines, and a
 comment after a value when ``#`` follows white space
 (``WORKER_CONCURRENCY=4  # 4 workers`` reads as ``4``).  Environment variables
-override the file: ``CONDUCTOR_<KEY>`` first, then the plain ``<KEY>``.
+override the file: ``CONDUCTOR_<KEY>`` first, then the plain ``<KEY>``.  The format is read
+by conductor/properties.py (standard library only); this module validates the values.
 
 Every bad value stops start-up with one :class:`ConfigError` naming the key, the
 value and where it came from (``app.properties:12``).  Nothing here runs at import.
@@ -12,9 +13,7 @@ value and where it came from (``app.properties:12``).  Nothing here runs at impo
 from __future__ import annotations
 
 import os
-import re
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
@@ -23,24 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from conductor import partitions as partition_config, units
 from conductor.exceptions import ConfigError
 from conductor.partitions import Partition
+from conductor.properties import (  # noqa: F401 - the format's names, importable from here as before
+    CONFIG_FILE_ENV, DEFAULT_API_HOST, DEFAULT_API_PORT, DEFAULT_CONFIG_FILE, ENV_PREFIX, ClientConfig, RawValue,
+    api_url_of, env_value, parse_properties, read_file)
 
-#: Where ``load_settings`` looks when no ``--config`` is given.
-DEFAULT_CONFIG_FILE = "app.properties"
 #: Addresses that only this host can reach.
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-#: Environment variable that names the configuration file.
-CONFIG_FILE_ENV = "CONDUCTOR_CONFIG"
-ENV_PREFIX = "CONDUCTOR_"
-
-_INLINE_COMMENT = re.compile(r"\s+#.*$")
-
-
-@dataclass(frozen=True)
-class RawValue:
-    """A value as written, with where it was written (for error messages)."""
-
-    text: str
-    origin: str
 
 
 class Settings(BaseModel):
@@ -57,8 +44,8 @@ class Settings(BaseModel):
     state_dir: Path = Field(default_factory=lambda: default_state_dir(os.environ))
     database_url: str = ""
     redis_url: str = ""
-    api_host: str = "127.0.0.1"
-    api_port: int = Field(8000, ge=1, le=65535)
+    api_host: str = DEFAULT_API_HOST
+    api_port: int = Field(DEFAULT_API_PORT, ge=1, le=65535)
     api_url: str = ""
     auth: str = "none"
     api_token: str = ""
@@ -141,10 +128,12 @@ class Settings(BaseModel):
     @property
     def effective_api_url(self) -> str:
         """Where clients reach the REST API."""
-        if self.api_url:
-            return self.api_url.rstrip("/")
-        host = "127.0.0.1" if self.api_host in ("0.0.0.0", "::") else self.api_host
-        return f"http://{host}:{self.api_port}"
+        return api_url_of(self.api_url, self.api_host, self.api_port)
+
+    @property
+    def client_config(self) -> ClientConfig:
+        """What a client of the API needs (cli/client.py): its URL and the token."""
+        return ClientConfig(api_url=self.effective_api_url, api_token=self.api_token)
 
     @property
     def uses_redis(self) -> bool:
@@ -180,27 +169,6 @@ _CONVERTERS = {
 PARTITION_PREFIX = "PARTITION_"
 
 
-def parse_properties(text: str, *, source: str) -> dict[str, RawValue]:
-    """Parse ``KEY=VALUE`` text; raise ConfigError on a line that is neither that nor a comment."""
-    values: dict[str, RawValue] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        key, sep, value = stripped.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{source}:{number}: expected KEY=VALUE, got {stripped!r}")
-        value = _INLINE_COMMENT.sub("", value).strip()
-        values[key.strip().upper()] = RawValue(_unquote(value), f"{source}:{number}")
-    return values
-
-
-def _unquote(value: str) -> str:
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-        return value[1:-1]
-    return value
-
-
 def _field_names() -> set[str]:
     return set(Settings.model_fields)
 
@@ -227,13 +195,7 @@ def load_settings(
 
 
 def _read_file(path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> dict[str, RawValue]:
-    explicit = path is not None or CONFIG_FILE_ENV in environ
-    chosen = Path(path or environ.get(CONFIG_FILE_ENV) or DEFAULT_CONFIG_FILE)
-    if not chosen.is_file():
-        if explicit:
-            raise ConfigError(f"configuration file {chosen} does not exist")
-        return {}
-    raw = parse_properties(chosen.read_text(encoding="utf-8"), source=str(chosen))
+    raw = read_file(path, environ)
     for key, value in raw.items():
         if _key_to_field(key) is None:
             raise ConfigError(f"{value.origin}: unknown key {key}")
@@ -245,10 +207,9 @@ def _read_environment(environ: Mapping[str, str]) -> dict[str, RawValue]:
     converted = {field.upper() for field, _ in _CONVERTERS.values()}
     keys = set(_CONVERTERS) | {name.upper() for name in _field_names()} - converted
     for key in keys:
-        for name in (ENV_PREFIX + key, key):
-            if name in environ:
-                found[key] = RawValue(environ[name].strip(), f"environment variable {name}")
-                break
+        value = env_value(environ, key)
+        if value is not None:
+            found[key] = value
     for name, value in environ.items():  # CONDUCTOR_PARTITION_<NAME> adds or replaces a partition
         if name.startswith(ENV_PREFIX + PARTITION_PREFIX) and len(name) > len(ENV_PREFIX + PARTITION_PREFIX):
             found[name[len(ENV_PREFIX):].upper()] = RawValue(value.strip(), f"environment variable {name}")

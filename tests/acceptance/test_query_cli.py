@@ -172,10 +172,12 @@ def test_history_counts_every_node_of_a_multi_node_job(server: dict) -> None:
 
 def test_show_prints_scontrol_key_values(server: dict) -> None:
     user = _user()
-    job_id = _submit(server, user, name="train", memory_per_node_mb=8192, time_limit_s=3600, cpus_per_task=4)
+    account = f"acct-{user}"  # an account of its own: no other test's jobs give it usage (fair share 1 below)
+    job_id = _submit(server, user, name="train", memory_per_node_mb=8192, time_limit_s=3600, cpus_per_task=4,
+                     account=account)
     server["service"].repository.set_pending_reasons({jobs.Reason.PRIORITY: [job_id]})
     text = _ok(server, "show", str(job_id))
-    assert text.startswith(f"JobId={job_id} JobName=train\n   UserId={user} Account=\n")
+    assert text.startswith(f"JobId={job_id} JobName=train\n   UserId={user} Account={account}\n")
     pairs = dict(item.split("=", 1) for item in text.split())
     assert {key: pairs[key] for key in ("JobState", "Reason", "ExitCode", "RunTime", "TimeLimit", "NodeList",
                                         "NumCPUs", "MinMemoryNode", "Requeue", "Restarts", "StartTime")} == {

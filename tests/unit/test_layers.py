@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DOMAIN = {"conductor.jobs", "conductor.resources", "conductor.units", "conductor.arrays", "conductor.directives",
           "conductor.dependencies", "conductor.exceptions", "conductor.signals", "conductor.slurm_options"}
 #: Pure scheduling rules and the configuration they read.
-SCHEDULING = {"conductor.policy", "conductor.priority", "conductor.partitions", "conductor.config"}
+SCHEDULING = {"conductor.policy", "conductor.priority", "conductor.partitions", "conductor.config",
+              "conductor.properties"}
 
 
 def modules(package: str) -> dict[str, set[str]]:
