@@ -55,7 +55,7 @@ class Settings(BaseModel):
     ray_dashboard_port: int = Field(8265, ge=1, le=65535)
     job_output_dir: Path | None = None
     kill_wait_s: float = Field(30.0, ge=0)
-    shutdown_running_jobs: str = "requeue"
+    shutdown_running_jobs: str = "keep"
     shutdown_wait_s: float = Field(300.0, ge=0)
     max_script_bytes: int = Field(1024 * 1024, ge=1)
     allowed_dirs: tuple[Path, ...] = ()
@@ -98,8 +98,8 @@ class Settings(BaseModel):
     @classmethod
     def _known_shutdown(cls, value: str) -> str:
         mode = value.lower()
-        if mode not in ("requeue", "wait"):
-            raise ValueError("must be requeue or wait")
+        if mode not in ("keep", "requeue", "wait"):
+            raise ValueError("must be keep, requeue or wait")
         return mode
 
     @property

@@ -206,6 +206,28 @@ class JobRepository:
             _release(session, job_id, now)
             return bool(matched)
 
+    def finish_jobs(self, endings: Sequence[tuple[int, jobs.Ending]]) -> None:
+        """``finish_job`` for many jobs in one transaction (one statement each for the rows and the releases)."""
+        if not endings:
+            return
+        now = utcnow()
+        params = [{"b_id": job_id, "b_state": e.state.value, "b_reason": e.reason.value,
+                   "b_message": _message(e.message), "b_exit": e.exit_code, "b_signal": e.signal,
+                   "b_user": e.usage.cpu_time_user_s, "b_system": e.usage.cpu_time_system_s,
+                   "b_rss": e.usage.max_rss_kb} for job_id, e in endings]
+        with translate_errors(), self._engine.begin() as connection:
+            connection.execute(
+                update(_JOBS).where(_JOBS.c.id == bindparam("b_id"), _JOBS.c.state == jobs.JobState.RUNNING.value)
+                .values(state=bindparam("b_state"), reason=bindparam("b_reason"), reason_message=bindparam("b_message"),
+                        exit_code=bindparam("b_exit"), signal=bindparam("b_signal"), end_time=now,
+                        cpu_time_user_s=bindparam("b_user"), cpu_time_system_s=bindparam("b_system"),
+                        max_rss_kb=bindparam("b_rss")), params)
+            allocations = AllocationRow.__table__
+            connection.execute(
+                update(allocations).where(allocations.c.job_id.in_([job_id for job_id, _ in endings]),
+                                          allocations.c.released.is_(False))
+                .values(released=True, released_at=now))
+
     def requeue_running(self, job_id: int, message: str) -> jobs.Job | None:
         """RUNNING -> PENDING (restart count + 1, reason Requeued), allocation released: one transaction.
 

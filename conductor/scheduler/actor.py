@@ -2,17 +2,19 @@
 
 It consumes the queue, keeps pending jobs in (priority, submit time) order, and on every event
 (a delivery, a finished job, a node change) runs one pass of the policy.  A job that fits is
-started in one transaction (RUNNING + allocation rows) and then launched as a Ray task pinned
-to its node(s), asking Ray for exactly the allocation, so Ray's accounting and the allocation
-rows agree (invariant 3).  When the task ends, one transaction records the final state and
-releases the allocation, and only then is the queue entry acknowledged.
+started in one transaction (RUNNING + allocation rows) and then launched by the keeper of its
+first node as a Ray task pinned to its node(s), asking Ray for exactly the allocation, so Ray's
+accounting and the allocation rows agree (invariant 3).  Each keeper's ends come back in
+batches; one transaction records a batch's final states and releases their allocations, and
+only then are their queue entries acknowledged.  The jobs belong to the keepers, so they
+outlive this actor (invariant 7): a new scheduler adopts them (``recovery``).
 
-This module owns the lifecycle (start, stop, idle), the loops (queue, nodes and lease) and
-the pass; its parts own the rest: ``ledger`` (the books), ``intake`` (queue entries),
-``dispatch`` (every Ray call for jobs), ``recovery`` (after a restart), ``ending`` (the final
-state), ``nodes`` (discovery).  Everything runs on the actor's event loop; a pass never
+This module owns the lifecycle (start, stop, idle), the loops (queue, nodes and lease, one
+collector per keeper) and the pass; its parts own the rest: ``ledger`` (the books), ``intake``
+(queue entries), ``dispatch`` (the keepers), ``recovery`` (after a restart), ``ending`` (the
+final state), ``nodes`` (discovery).  Everything runs on the actor's event loop; a pass never
 awaits, so passes do not interleave.  The job path does not poll: the queue read blocks and
-task results are awaited.  Only the node list is refreshed on a timer.
+each collector long-polls its keeper.  Only the node list is refreshed on a timer.
 """
 
 from __future__ import annotations
@@ -31,13 +33,15 @@ from conductor.db.repository import JobRepository
 from conductor.db.session import make_engine
 from conductor.exceptions import ConductorError, SchedulerBusy, ServiceUnavailable
 from conductor.resources import Allocation
+from conductor.executor import EndCause, RunReport
+from conductor.keeper.handle import name_of as keeper_name
+from conductor.keeper.protocol import Ended, Launch
 from conductor.scheduler import ending, nodes, recovery
-from conductor.scheduler.dispatch import WARM_TIMEOUT_S, Dispatcher, may_leave_processes
+from conductor.scheduler.dispatch import Dispatcher, KeeperMismatch
 from conductor.scheduler.handle import Status
-from conductor.executor import EndCause
 from conductor.scheduler.intake import Intake
 from conductor.scheduler.priorities import Priorities
-from conductor.scheduler.ledger import Ledger, PendingJob, RunningJob
+from conductor.scheduler.ledger import Ledger, RunningJob
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,6 +60,10 @@ RETRY_MIN_S, RETRY_MAX_S = 0.1, 5.0
 PENDING_RESYNC_S = 10.0
 #: Ends of a job's task that Ray reports (not the executor): its node may have died with it.
 RAY_FAILURES = frozenset({EndCause.WORKER_DIED, EndCause.NODE_DIED, EndCause.SYSTEM_ERROR})
+#: How long a collector's call waits for its keeper to report an end (a safety net, not a poll period).
+ENDED_WAIT_S = 30.0
+#: How long a keeper that failed a call has to answer again before its jobs are declared lost.
+KEEPER_RETURN_S = 30.0
 
 
 class Scheduler:
@@ -77,6 +85,7 @@ class Scheduler:
         self._idle = asyncio.Event()
         self._start_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
+        self._collectors: dict[str, asyncio.Task] = {}  # ray node id -> the loop reading its keeper's ends
         self._watchers: set[asyncio.Task] = set()
         self._lease_is_lost = False  # another scheduler took the database: record nothing more
 
@@ -119,24 +128,30 @@ class Scheduler:
         import ray
 
         self._local_node_id = ray.get_runtime_context().get_node_id()
-        self._dispatcher = Dispatcher(self._settings.kill_wait_s)
+        self._dispatcher = Dispatcher(self._settings)
         self._intake = Intake(self._repo, self._consumer, self._ledger, self._dispatcher, self._priorities.of)
-        warming = self._dispatcher.warm_up(self._settings.worker_concurrency)
         self._refresh_nodes()
+        try:
+            await self._dispatcher.ensure_keepers(list(self._ledger.nodes.values()), all_must_answer=True)
+        except KeeperMismatch as exc:
+            raise ConductorError(str(exc)) from None
+        for running in await recovery.recover(self._repo, self._ledger, self._dispatcher):
+            self._ledger.running[running.job.id] = running
         self._priorities.load_usage(self._repo)
-        await recovery.reap_and_reconcile(self._repo, self._ledger, self._dispatcher)
         self._resync_pending()
         self._stopping = False
         self._tasks = [asyncio.create_task(self._consume_loop()), asyncio.create_task(self._node_loop())]
+        self._start_collectors()
         self._request_pass()
-        await asyncio.wait([asyncio.ensure_future(ref) for ref in warming], timeout=WARM_TIMEOUT_S)
 
     def describe(self) -> Status:
         """A summary for banners and health checks."""
+        keepers = tuple(info for node_id in self._dispatcher.keeper_nodes()
+                        if (info := self._dispatcher.info(node_id)) is not None) if self._started else ()
         return Status(worker_concurrency=self._settings.worker_concurrency,
                       nodes=tuple(self._ledger.nodes.values()), used=self._ledger.used(),
                       pending=len(self._ledger.pending), running=len(self._ledger.running),
-                      queue=queue.describe(self._settings))
+                      queue=queue.describe(self._settings), keepers=keepers)
 
     async def wait_idle(self) -> Status:
         """Return once the queue is drained and no job runs or can start (WORKER_BURST)."""
@@ -146,13 +161,14 @@ class Scheduler:
         return self.describe()
 
     async def stop(self, running_jobs: str = "requeue", wait_s: float = 0.0) -> Status:
-        """Stop consuming and dispatching, then end running jobs as ``running_jobs`` says.
+        """Stop consuming and dispatching, then leave or end running jobs as ``running_jobs`` says.
 
-        ``requeue``: terminate their processes and requeue them (CANCELLED when the job's
-        ``requeue`` is false).  ``wait``: let them finish for up to ``wait_s`` seconds, then
-        treat those still running as ``requeue`` does.  Control messages that arrive while
-        waiting stay in the queue for the next start.  Afterwards the actor is unstarted:
-        a later ``start`` boots it again.
+        ``keep``: they go on under their keepers; the next scheduler adopts them.  ``requeue``:
+        their processes are terminated and they are requeued (CANCELLED when the job's
+        ``requeue`` is false).  ``wait``: they may finish for up to ``wait_s`` seconds, then
+        those still running are treated as ``requeue`` treats them.  Control messages that
+        arrive meanwhile stay in the queue for the next start.  Afterwards the actor is
+        unstarted: a later ``start`` boots it again.
         """
         async with self._start_lock:
             if not self._started:
@@ -162,23 +178,29 @@ class Scheduler:
                 task.cancel()
             if running_jobs == "wait":
                 await self._await_running(wait_s)
-            for running in self._ledger.running.values():
-                if running.intent is ending.Intent.NONE:
-                    running.intent = ending.Intent.SHUTDOWN
-                self._dispatcher.cancel(running.task)
-            await self._await_running(self._settings.kill_wait_s + 10)
+            if running_jobs != "keep":
+                for running in self._ledger.running.values():
+                    if running.intent is ending.Intent.NONE:
+                        running.intent = ending.Intent.SHUTDOWN
+                    self._dispatcher.stop(running.task, running.intent.value)
+                await self._await_running(self._settings.kill_wait_s + 10)
+            for collector in self._collectors.values():
+                collector.cancel()
+            self._collectors.clear()
+            status = self.describe()
             await self._consumer.close()
             self._lease.release()
             self._ledger.pending.clear()
+            self._ledger.running.clear()
             self._started = False
-        return self.describe()
+        return status
 
     async def _await_running(self, timeout_s: float) -> None:
         """Wait until no job runs (each one's end recorded), or ``timeout_s`` has passed."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while self._ledger.running and self._watchers and loop.time() < deadline:
-            await asyncio.wait(set(self._watchers), timeout=min(1.0, deadline - loop.time()))
+        while self._ledger.running and loop.time() < deadline:
+            await asyncio.sleep(min(0.1, max(0.0, deadline - loop.time())))
 
     # -- the queue -----------------------------------------------------------------------
 
@@ -241,8 +263,9 @@ class Scheduler:
         self._priorities.refresh()
         waiting = self._blocked_reasons()
         ledger = self._ledger
+        ready = [node for node in ledger.nodes.values() if self._dispatcher.has_keeper(node.ray_node_id)]
         plan = policy.plan_pass(
-            ledger.candidates(waiting), list(ledger.nodes.values()), self._settings.worker_concurrency
+            ledger.candidates(waiting), ready, self._settings.worker_concurrency
             - len(ledger.running), used=ledger.used(), array_running=ledger.array_running(),
             running=ledger.holds(self._settings.kill_wait_s), now_s=time.time(),
             backfill=self._settings.scheduler_backfill, reserve_depth=self._settings.backfill_max_job_test)
@@ -270,25 +293,60 @@ class Scheduler:
 
     def _start(self, allocations: list[Allocation]) -> None:
         started = self._repo.start_jobs(allocations)
+        by_keeper: dict[str, list[Launch]] = {}
         for allocation in allocations:
             pending = self._ledger.pending.pop(allocation.job_id)
-            if allocation.job_id in started:
-                self._launch(pending, allocation)
-            else:  # no longer PENDING in the database (cancelled meanwhile): forget it
+            if allocation.job_id not in started:  # no longer PENDING in the database (cancelled meanwhile)
                 self._spawn(self._consumer.ack(sorted(pending.entry_ids)))
+                continue
+            task, launch = self._dispatcher.task_for(pending.job, allocation)
+            self._ledger.running[allocation.job_id] = RunningJob(pending.job, allocation, pending.entry_ids, task)
+            by_keeper.setdefault(task.node_id, []).append(launch)
+        for node_id, launches in by_keeper.items():
+            self._spawn(self._launch(node_id, launches))
 
-    def _launch(self, pending: PendingJob, allocation: Allocation) -> None:
-        """Launch the job's task; if Ray refuses it, the job fails with the reason (never stuck RUNNING)."""
-        running = self._ledger.running[allocation.job_id] = RunningJob(pending.job, allocation, pending.entry_ids)
+    async def _launch(self, node_id: str, launches: list[Launch]) -> None:
+        """Have the node's keeper launch the attempts; one that cannot be launched ends (never stuck RUNNING).
+
+        A failed call is tried once more when the keeper answers again as the same incarnation (a
+        launch is idempotent: the keeper skips attempts it already has); a keeper that restarted or
+        does not answer took them with it, so they end as jobs whose node failed.
+        """
+        for attempt in (1, 2):
+            try:
+                refused = await self._dispatcher.launch(node_id, launches)
+                break
+            except Exception as error:  # noqa: BLE001 - the keeper is restarting, or its node is going
+                log.warning("keeper on %s could not launch %d jobs: %s", node_id, len(launches), error)
+                if attempt == 1 and await self._same_keeper(node_id):
+                    continue
+                await self._launch_failed(node_id, launches, error)
+                return
+        await self._record([(self._ledger.running[job_id], jobs.Ending(
+            jobs.JobState.FAILED, jobs.Reason.LAUNCH_FAILED, why, exit_code=1))
+            for job_id, why in refused.items() if job_id in self._ledger.running])
+
+    async def _same_keeper(self, node_id: str) -> bool:
+        before = self._dispatcher.info(node_id)
         try:
-            running.task = self._dispatcher.launch(pending.job, allocation)
-        except Exception as error:  # a Ray-side refusal is data on the job row
-            log.exception("job %s could not be launched", allocation.job_id)
-            ended = jobs.Ending(jobs.JobState.FAILED, jobs.Reason.LAUNCH_FAILED, f"{type(error).__name__}: {error}",
-                                exit_code=1)
-            self._spawn(self._record_end(running, ended))
-            return
-        self._spawn(self._watch(running))
+            after = await self._dispatcher.hello(node_id, KEEPER_RETURN_S / 3)
+        except Exception:  # noqa: BLE001 - not answering
+            return False
+        return before is not None and after.incarnation == before.incarnation
+
+    async def _launch_failed(self, node_id: str, launches: list[Launch], error: Exception) -> None:
+        name = keeper_name(self._node_name(node_id))
+        if self._dispatcher.has_keeper(node_id):
+            self._dispatcher.forget_keeper(node_id)  # nothing more goes there until it is met again
+        report = RunReport(EndCause.LOST, detail=f"keeper {name} failed while launching it: {type(error).__name__}")
+        batch = [(running, ending.decide(report, running.intent, requeue_allowed=running.job.spec.requeue))
+                 for launch in launches if (running := self._ledger.running.get(launch.job_id)) is not None]
+        await self._record(batch)
+
+    def _node_name(self, node_id: str) -> str:
+        node = self._ledger.nodes.get(node_id)
+        info = self._dispatcher.info(node_id)
+        return node.name if node else (info.node_name if info else node_id[:12])
 
     def _record_reasons(self, reasons: dict[int, jobs.Reason]) -> None:
         changed: dict[jobs.Reason, list[int]] = {}
@@ -319,36 +377,112 @@ class Scheduler:
 
     # -- ending ----------------------------------------------------------------------------
 
-    async def _watch(self, running: RunningJob) -> None:
-        """Await the job's task, then record its end as ``ending.decide`` says."""
-        report = await self._dispatcher.report(running.task)
-        if report.cause in RAY_FAILURES and running.intent is ending.Intent.NONE:
-            lost = await nodes.lost_node_of(running.allocation, NODE_LOSS_GRACE_S)
-            if lost:  # the worker died with its node: NODE_FAIL, not a failure of the job
-                self._refresh_nodes()  # nothing more may be placed on it
-                running.intent, running.lost_node = ending.Intent.NODE_LOST, lost
-        if may_leave_processes(report) and running.intent is not ending.Intent.NODE_LOST:
-            await self._dispatcher.reap([(running.job, running.allocation.first.ray_node_id)])  # e.g. SIGKILLed
-        decision = ending.decide(report, running.intent, requeue_allowed=running.job.spec.requeue,
-                                 lost_node=running.lost_node)
-        await self._record_end(running, decision)
+    def _start_collectors(self) -> None:
+        """One loop per keeper reading its ends, for keepers that have none yet."""
+        for node_id in self._dispatcher.keeper_nodes():
+            if node_id not in self._collectors or self._collectors[node_id].done():
+                self._collectors[node_id] = asyncio.create_task(self._collect(node_id))
 
-    async def _record_end(self, running: RunningJob, decision: jobs.Ending | ending.Requeue) -> None:
-        """Store the end, give back the allocation, charge fair share, then requeue or acknowledge."""
-        job_id = running.job.id
-        if self._lease_is_lost:  # the rows belong to the scheduler that holds the lease now
-            del self._ledger.running[job_id]
+    async def _collect(self, node_id: str) -> None:
+        """Record the ends the keeper of ``node_id`` reports, batch by batch, for as long as it lives."""
+        while self._dispatcher.has_keeper(node_id):
+            try:
+                ended = await self._dispatcher.ended(node_id, ENDED_WAIT_S)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the keeper died (Ray restarts it) or its node went
+                await self._keeper_failed(node_id, exc)
+                continue
+            if ended:
+                await self._take_ends(node_id, ended)
+
+    async def _take_ends(self, node_id: str, ended: list[Ended]) -> None:
+        batch, stale = [], []
+        for report in ended:
+            running = self._ledger.running.get(report.job_id)
+            if running is None or running.task is None or running.task.token != report.token:
+                stale.append(report.token)  # recorded already (or by another scheduler): forget it
+                continue
+            if running.intent is ending.Intent.NONE and report.intent != ending.Intent.NONE.value:
+                running.intent = ending.Intent(report.intent)  # asked by a scheduler before this one
+            if report.report.cause in RAY_FAILURES and running.intent is ending.Intent.NONE:
+                self._spawn(self._ray_failure(running, report))  # may take seconds: not in the batch
+                continue
+            batch.append((running, ending.decide(report.report, running.intent,
+                                                 requeue_allowed=running.job.spec.requeue,
+                                                 lost_node=running.lost_node)))
+        await self._record(batch)
+        self._dispatcher.forget(node_id, stale + [running.task.token for running, _ in batch])
+
+    async def _ray_failure(self, running: RunningJob, report: Ended) -> None:
+        """The task's worker died without reporting: NODE_FAIL if its node died too, else FAILED; reap."""
+        lost = await nodes.lost_node_of(running.allocation, NODE_LOSS_GRACE_S)
+        if lost:  # the worker died with its node: NODE_FAIL, not a failure of the job
+            self._refresh_nodes()  # nothing more may be placed on it
+            running.intent, running.lost_node = ending.Intent.NODE_LOST, lost
+        else:  # e.g. its worker was SIGKILLed: what it ran may still be there
+            await self._dispatcher.reap(running.job, running.allocation.first.ray_node_id)
+        await self._record([(running, ending.decide(report.report, running.intent,
+                                                    requeue_allowed=running.job.spec.requeue,
+                                                    lost_node=running.lost_node))])
+        self._dispatcher.forget(running.task.node_id, [report.token])
+
+    async def _keeper_failed(self, node_id: str, error: Exception) -> None:
+        """A keeper call failed.  Back in time as the same incarnation: a hiccup.  Restarted, or gone:
+        its tasks died with it, so its jobs end NODE_FAIL (or are requeued), naming the keeper."""
+        before = self._dispatcher.info(node_id)
+        try:
+            after = await self._dispatcher.hello(node_id, KEEPER_RETURN_S)
+        except Exception:  # noqa: BLE001 - not back: its node is probably gone (the node loop sees it)
+            after = None
+        if after is not None and before is not None and after.incarnation == before.incarnation:
+            log.warning("keeper on %s failed a call (%s); it answers again", node_id, error)
             return
-        requeued = await self._retry(lambda: recovery.record(self._repo, job_id, decision))
-        self._dispatcher.release(running.task)
-        self._priorities.charge(running.job.spec.account,
-                                running.allocation.total.cpus * max(0.0, time.time() - running.started_s))
-        del self._ledger.running[job_id]
-        if requeued is not None:
-            self._intake.add(requeued, running.entry_ids)
-        else:
-            await self._retry(lambda: self._consumer.ack(sorted(running.entry_ids)))
+        name = keeper_name(self._node_name(node_id))
+        lost = [r for r in self._ledger.running.values() if r.task is not None and r.task.node_id == node_id
+                and (before is None or r.task.incarnation == before.incarnation)]
+        log.error("%s died with %d running jobs (%s)", name, len(lost), error)
+        for running in lost:
+            if after is not None:
+                await self._dispatcher.reap(running.job, node_id)
+            self._dispatcher.remove_placement_group(running.job.id)
+        report = RunReport(EndCause.LOST, detail=f"keeper {name} died while the job ran")
+        await self._record([(r, ending.decide(report, r.intent, requeue_allowed=r.job.spec.requeue,
+                                               lost_node=r.lost_node)) for r in lost])
+        if after is None:  # not back: place nothing there until the node loop meets it again (or drops it)
+            self._dispatcher.forget_keeper(node_id)
+
+    async def _record(self, batch: list[tuple[RunningJob, jobs.Ending | ending.Requeue]]) -> None:
+        """Store a batch of ends (one transaction for the final states), give back the allocations,
+        charge fair share, then requeue or acknowledge each."""
+        # Only attempts still running as these objects: an end decided twice (the node loop and the
+        # keeper's collector both saw a node go) is recorded once, and never on a later attempt.
+        batch = [(running, decision) for running, decision in batch
+                 if self._ledger.running.get(running.job.id) is running]
+        if not batch or self._lease_is_lost:  # lost: the rows belong to the scheduler that holds the lease now
+            for running, _ in batch:
+                self._ledger.running.pop(running.job.id, None)
+            return
+        endings = [(running.job.id, decision) for running, decision in batch if isinstance(decision, jobs.Ending)]
+        await self._retry(lambda: self._repo.finish_jobs(endings))
+        requeued = {}
+        for running, decision in batch:
+            if isinstance(decision, ending.Requeue):
+                requeued[running.job.id] = await self._retry(
+                    lambda running=running, decision=decision: recovery.record(self._repo, running.job.id, decision))
+        now_s, acks = time.time(), []
+        for running, _ in batch:
+            self._priorities.charge(running.job.spec.account,
+                                    running.allocation.total.cpus * max(0.0, now_s - running.started_s))
+            del self._ledger.running[running.job.id]
+            again = requeued.get(running.job.id)
+            if again is not None:
+                self._intake.add(again, running.entry_ids)
+            else:
+                acks.extend(running.entry_ids)
+        await self._retry(lambda: self._consumer.ack(sorted(acks)))
         self._request_pass()
+        self._wake_idle_waiters()
 
     async def _retry(self, action: Callable[[], T | Awaitable[T]]) -> T:
         """Run ``action`` until the database/queue accepts it, backing off meanwhile; return its result."""
@@ -381,42 +515,64 @@ class Scheduler:
             try:
                 if self._refresh_nodes():
                     self._request_pass()
+                elif any(not self._dispatcher.has_keeper(node_id) for node_id in self._ledger.nodes):
+                    self._spawn(self._meet_keepers())  # one that did not answer, or failed a launch
             except ConductorError as exc:
                 log.warning("node refresh failed: %s", exc)
             except Exception:  # a GCS hiccup must not end node discovery for good
                 log.exception("node refresh failed")
 
     def _lease_lost(self) -> None:
-        """Another scheduler holds the database now: stop dispatching and end this one's tasks.
+        """Another scheduler holds the database now: stop dispatching and recording, and leave the jobs.
 
-        Their rows are the other scheduler's to reconcile (requeue or NODE_FAIL); nothing more is
-        recorded from here, so no job is recorded twice.
+        They belong to their keepers: the scheduler that holds the lease adopts them, and nothing
+        more is recorded from here, so no job is recorded twice.
         """
-        log.critical("the scheduler lease was lost to another scheduler: stopping, cancelling %d running tasks",
+        log.critical("the scheduler lease was lost to another scheduler: stopping; %d running jobs are left to it",
                      len(self._ledger.running))
         self._stopping = self._lease_is_lost = True
-        for task in self._tasks:
+        for task in [*self._tasks, *self._collectors.values()]:
             if task is not asyncio.current_task():
                 task.cancel()
-        for running in self._ledger.running.values():
-            running.intent = ending.Intent.SHUTDOWN
-            self._dispatcher.cancel(running.task)
+        self._collectors.clear()
+        self._ledger.running.clear()
         self._started = False
 
     def _refresh_nodes(self) -> bool:
-        """Take Ray's alive nodes; record a change; end jobs of nodes that left NODE_FAIL."""
+        """Take Ray's alive nodes; record a change; end the jobs of nodes that left NODE_FAIL."""
         found = nodes.alive_nodes(self._settings.partitions, local_node_id=self._local_node_id,
                                   local_name=self._settings.node_name)
         if not self._ledger.replace_nodes(found):
             return False
         self._repo.replace_nodes(found)
+        gone_keepers = []
         for running in self._ledger.running.values():
             lost = self._ledger.lost_nodes(running)
             if lost and running.intent is ending.Intent.NONE:
                 log.warning("job %s: node %s left the cluster; ending it NODE_FAIL", running.job.id, lost[0])
                 running.intent, running.lost_node = ending.Intent.NODE_LOST, lost[0]
-                self._dispatcher.cancel(running.task)
+                if running.task is not None and running.task.node_id in self._ledger.nodes:
+                    self._dispatcher.stop(running.task, running.intent.value)  # its keeper's node is still there
+                else:
+                    gone_keepers.append(running)
+        if gone_keepers:  # their keeper went with the node, and their ends with it
+            report = RunReport(EndCause.NODE_DIED)
+            self._spawn(self._record([(r, ending.decide(report, r.intent, requeue_allowed=r.job.spec.requeue,
+                                                        lost_node=r.lost_node)) for r in gone_keepers]))
+        if self._started:
+            self._spawn(self._meet_keepers())
         return True
+
+    async def _meet_keepers(self) -> None:
+        """Keepers for nodes that joined (and none for those that left); a collector for each new one."""
+        for node_id in [n for n in self._collectors if n not in self._ledger.nodes]:
+            self._collectors.pop(node_id).cancel()
+        try:
+            await self._dispatcher.ensure_keepers(list(self._ledger.nodes.values()))
+        except Exception as exc:  # noqa: BLE001 - a keeper that does not answer yet: next refresh
+            log.warning("could not meet every keeper: %s", exc)
+        self._start_collectors()
+        self._request_pass()
 
     # -- helpers -------------------------------------------------------------------------
 

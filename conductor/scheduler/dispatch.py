@@ -1,173 +1,207 @@
-"""Every Ray call the scheduler makes for jobs: launching their tasks, cancelling, signalling,
-reaping leftovers, warming workers, and reading how a task ended.
+"""Every call the scheduler makes to reach job tasks: through the keeper of each node.
 
-A one-node job's task is pinned to its node with node affinity.  A multi-node job gets a
-placement group, one bundle per allocated node (each pinned by Ray's node-id label, strict
-spread), which holds the other nodes' resources while the script runs in bundle 0.  Each task
-asks Ray for exactly its allocation (num_cpus, memory, num_gpus), so Ray's accounting and the
-allocation rows agree (invariant 3).  ``max_retries=0``: a job is never silently run twice.
+A job's task is launched by the keeper of its first node (pinned there with node affinity, or
+in bundle 0 of a detached placement group for a multi-node job), asking Ray for exactly the
+allocation (num_cpus, memory, num_gpus), so Ray's accounting and the allocation rows agree
+(invariant 3).  ``max_retries=0``: a job is never silently run twice.  Stops and signals go to
+the keeper, which delivers them over the attempt's control channel.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import ray
-from ray.util.placement_group import NODE_ID_LABEL_KEY, placement_group, remove_placement_group
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
+from ray.util.placement_group import get_placement_group, remove_placement_group
 
-from conductor import executor, jobs
-from conductor.executor import EndCause, RunReport, RunRequest, control, orphans
-from conductor.resources import Allocation, Resources
+from conductor import jobs
+from conductor.config import Settings
+from conductor.exceptions import ConductorError
+from conductor.executor import RunRequest
+from conductor.keeper import handle as keeper_handle
+from conductor.keeper.protocol import (PROTOCOL, Ended, KeeperInfo, KeeperState, Launch, conductor_version,
+                                       placement_group_name)
+from conductor.resources import Allocation, Node
 
 log = logging.getLogger(__name__)
 
-#: Most Ray workers warmed up at start (each held this long so they start side by side).
-WARM_WORKERS_MAX, WARM_HOLD_S, WARM_TIMEOUT_S = 8, 0.5, 30.0
-#: Time allowed for a reap task to be scheduled on its node, on top of orphans.REAP_TIMEOUT_S.
-REAP_START_S = 10.0
-_MIB = 1024 * 1024
+#: Most Ray workers a keeper warms up when it is first met, and how long each is held.
+WARM_WORKERS_MAX, WARM_HOLD_S = 8, 0.5
+#: How long a keeper may take to answer its first call (its worker process starts then).
+HELLO_TIMEOUT_S = 60.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class Task:
-    """A launched job task: its result, its control token, and the placement group of a multi-node job."""
+    """An attempt as the scheduler knows it: its token and the keeper (node, incarnation) that runs it."""
 
-    ref: Any
     token: str
-    placement_group: Any = None
+    node_id: str
+    incarnation: str
+
+    @property
+    def restart_count(self) -> int:
+        return int(self.token.split("-")[1])
+
+
+def token_for(job: jobs.Job) -> str:
+    """A new attempt's token: ``<job id>-<restart count>-<random>`` (unique host-wide)."""
+    return f"{job.id}-{job.restart_count}-{uuid.uuid4().hex[:12]}"
 
 
 def run_request(job: jobs.Job, allocation: Allocation, kill_wait_s: float, token: str = "") -> RunRequest:
     """What the executor needs for one attempt of ``job`` on ``allocation``."""
     spec = allocation.per_node
-    return RunRequest(control=token,
-        job_id=job.id, script=job.spec.script, working_dir=job.spec.working_dir, stdout_path=job.stdout_path,
-        stderr_path=job.stderr_path, argv=job.spec.argv, time_limit_s=job.spec.time_limit_s,
+    return RunRequest(
+        control=token, job_id=job.id, script=job.spec.script, working_dir=job.spec.working_dir,
+        stdout_path=job.stdout_path, stderr_path=job.stderr_path, argv=job.spec.argv,
+        time_limit_s=job.spec.time_limit_s,
         environment=jobs.job_environment(job, node_name=allocation.first.name, node_list=allocation.node_names),
         kill_wait_s=kill_wait_s, memory_limit_mb=spec.memory_mb or None, gpus=spec.gpus, run_as=job.spec.run_as)
 
 
-def ray_resources(per_node: Resources) -> dict[str, Any]:
-    """A task's resource options for Ray (memory in bytes; none asked for zero)."""
-    return {"num_cpus": per_node.cpus, "memory": per_node.memory_mb * _MIB if per_node.memory_mb else None,
-            "num_gpus": per_node.gpus or None}
-
-
-def _bundle(per_node: Resources) -> dict[str, float]:
-    return {"CPU": per_node.cpus, **({"memory": per_node.memory_mb * _MIB} if per_node.memory_mb else {}),
-            **({"GPU": per_node.gpus} if per_node.gpus else {})}
+class KeeperMismatch(Exception):
+    """Keepers that speak another protocol hold jobs: the scheduler will not adopt (nor kill) them."""
 
 
 class Dispatcher:
-    """Launches and controls job tasks from inside the scheduler actor."""
+    """The keepers of the live nodes, and what the scheduler asks of them."""
 
-    def __init__(self, kill_wait_s: float) -> None:
-        self._kill_wait_s = kill_wait_s
-        self._run_job = ray.remote(executor.run_job)
+    def __init__(self, settings: Settings) -> None:
+        self._namespace = settings.ray_namespace
+        self._kill_wait_s = settings.kill_wait_s
+        self._warm = min(settings.worker_concurrency, WARM_WORKERS_MAX)
+        self._keepers: dict[str, Any] = {}  # ray node id -> actor handle
+        self._infos: dict[str, KeeperInfo] = {}
 
-    def launch(self, job: jobs.Job, allocation: Allocation) -> Task:
-        """Submit the job's task (Ray refusing it raises, and nothing is left behind)."""
-        group = None
-        if len(allocation.nodes) > 1:
-            group = placement_group([_bundle(allocation.per_node) for _ in allocation.nodes],
-                                    strategy="STRICT_SPREAD", name=f"conductor-job-{job.id}",
-                                    bundle_label_selector=[{NODE_ID_LABEL_KEY: n.ray_node_id} for n in allocation.nodes])
-            strategy: Any = PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=0)
-        else:
-            strategy = NodeAffinitySchedulingStrategy(allocation.first.ray_node_id, soft=False)
-        token = f"{job.id}-{job.restart_count}-{uuid.uuid4().hex[:12]}"
+    # -- the keepers ----------------------------------------------------------------------
+
+    async def ensure_keepers(self, nodes: Sequence[Node], *, all_must_answer: bool = False) -> None:
+        """A keeper on every live node (created if missing); the keepers of nodes that left are forgotten.
+
+        Raises KeeperMismatch naming the keepers (node, protocol, conductor version) that speak
+        another protocol.  An idle keeper of another conductor version is replaced by this one's.
+        A keeper that does not answer is left out (jobs are not placed on its node) and met again
+        later; with ``all_must_answer`` (at start, when jobs may be running under it) that is an error.
+        """
+        alive = {node.ray_node_id: node for node in nodes}
+        for node_id in [n for n in self._keepers if n not in alive]:
+            self.drop(node_id)
+        new = [node for node_id, node in alive.items() if node_id not in self._keepers]
+        answers = await asyncio.gather(*(self._meet(node) for node in new), return_exceptions=True)
+        silent = [f"{node.name} ({type(answer).__name__}: {answer})" for node, answer in zip(new, answers)
+                  if isinstance(answer, BaseException)]
+        if silent:
+            log.warning("keepers that did not answer: %s", ", ".join(silent))
+            if all_must_answer:
+                raise ConductorError(f"the keepers of these nodes do not answer: {', '.join(silent)}; their "
+                                     "running jobs cannot be adopted yet (the scheduler will try again)")
+        infos = [answer for answer in answers if isinstance(answer, KeeperInfo)]
+        mismatched = [f"{info.node_name} (protocol {info.protocol}, conductor {info.version})"
+                      for info in infos if info is not None and info.protocol != PROTOCOL]
+        if mismatched:
+            raise KeeperMismatch(
+                f"keepers speaking another protocol than this scheduler's ({PROTOCOL}) hold jobs on: "
+                f"{', '.join(mismatched)}; run the conductor version they came with until their jobs end, "
+                "or stop everything with `conductor down` first (see docs/RELIABILITY.md, upgrades)")
+
+    async def _meet(self, node: Node) -> KeeperInfo | None:
+        keeper = keeper_handle.get_or_create(self._namespace, node)
+        info: KeeperInfo = await asyncio.wait_for(keeper.hello.remote(), HELLO_TIMEOUT_S)
+        if info.protocol == PROTOCOL and info.version != conductor_version():
+            state: KeeperState = await keeper.state.remote()
+            if not state.running and not state.ended:  # idle: take this version's code
+                log.info("replacing the idle keeper of %s (conductor %s)", node.name, info.version)
+                ray.kill(keeper, no_restart=True)
+                await asyncio.sleep(0.5)  # let the name go
+                keeper = keeper_handle.get_or_create(self._namespace, node)
+                info = await asyncio.wait_for(keeper.hello.remote(), HELLO_TIMEOUT_S)
+        if info.protocol == PROTOCOL:
+            self._keepers[node.ray_node_id], self._infos[node.ray_node_id] = keeper, info
+            keeper.warm_up.remote(self._warm, WARM_HOLD_S)
+        return info
+
+    def drop(self, node_id: str) -> None:
+        """Forget the keeper of a node that left (and free its name: it cannot come back there)."""
+        keeper = self._keepers.pop(node_id, None)
+        self._infos.pop(node_id, None)
+        if keeper is not None:
+            with contextlib.suppress(Exception):
+                ray.kill(keeper, no_restart=True)
+
+    def forget_keeper(self, node_id: str) -> None:
+        """Stop using a keeper that failed (without killing it); the next ensure_keepers meets it again."""
+        self._keepers.pop(node_id, None)
+        self._infos.pop(node_id, None)
+
+    def has_keeper(self, node_id: str) -> bool:
+        return node_id in self._keepers
+
+    def info(self, node_id: str) -> KeeperInfo | None:
+        return self._infos.get(node_id)
+
+    def keeper_nodes(self) -> list[str]:
+        return list(self._keepers)
+
+    async def hello(self, node_id: str, timeout_s: float) -> KeeperInfo:
+        """The keeper's identity now (a new incarnation after Ray restarted it); remembered."""
+        info = await asyncio.wait_for(self._keepers[node_id].hello.remote(), timeout_s)
+        self._infos[node_id] = info
+        return info
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def task_for(self, job: jobs.Job, allocation: Allocation) -> tuple[Task, Launch]:
+        """A new attempt of ``job`` on ``allocation``: its Task, and what its keeper is to launch."""
+        node_id = allocation.first.ray_node_id
+        token = token_for(job)
+        launch = Launch(job.id, token, f"{job.id}:{job.spec.name}", run_request(job, allocation, self._kill_wait_s, token),
+                        allocation.per_node, tuple(node.ray_node_id for node in allocation.nodes))
+        return Task(token, node_id, self._infos[node_id].incarnation), launch
+
+    async def launch(self, node_id: str, launches: Sequence[Launch]) -> dict[int, str]:
+        """The keeper of ``node_id`` submits the attempts' tasks; returns those Ray refused (job id -> why)."""
+        return await self._keepers[node_id].launch.remote(list(launches))
+
+    def stop(self, task: Task | None, intent: str) -> None:
+        """Ask the attempt's keeper to stop it (its end comes back with ``intent``)."""
+        if task is not None and task.node_id in self._keepers:
+            self._keepers[task.node_id].stop.remote(int(task.token.split("-")[0]), task.token, intent)
+
+    def signal(self, task: Task | None, signum: int) -> None:
+        if task is not None and task.node_id in self._keepers:
+            self._keepers[task.node_id].signal.remote(int(task.token.split("-")[0]), task.token, signum)
+
+    async def state(self, node_id: str) -> KeeperState:
+        return await self._keepers[node_id].state.remote()
+
+    async def ended(self, node_id: str, timeout_s: float) -> list[Ended]:
+        return await self._keepers[node_id].ended.remote(timeout_s)
+
+    def forget(self, node_id: str, tokens: Sequence[str]) -> None:
+        if tokens and node_id in self._keepers:
+            self._keepers[node_id].forget.remote(list(tokens))
+
+    async def reap(self, job: jobs.Job, node_id: str) -> None:
+        """Kill what a dead attempt of ``job`` left on its node, through that node's keeper."""
+        if node_id not in self._keepers:
+            return  # a node that is gone took its processes with it
         try:
-            ref = self._run_job.options(
-                name=f"{job.id}:{job.spec.name}", max_retries=0, scheduling_strategy=strategy,
-                **ray_resources(allocation.per_node)).remote(run_request(job, allocation, self._kill_wait_s, token))
-        except Exception:
-            if group is not None:
-                remove_placement_group(group)
-            raise
-        return Task(ref, token, group)
-
-    @staticmethod
-    def cancel(task: Task | None) -> None:
-        """Ask the task to stop (the executor terminates the job's process group)."""
-        if task is not None:
-            try:
-                ray.cancel(task.ref)
-            except Exception:  # its worker is gone (with its node): the task ends by itself
-                log.debug("cancel of %s failed", task.ref, exc_info=True)
-
-    @staticmethod
-    def release(task: Task | None) -> None:
-        """Give back what the task held besides itself (a multi-node job's placement group)."""
-        if task is not None and task.placement_group is not None:
-            remove_placement_group(task.placement_group)
-
-    @staticmethod
-    def signal(allocation: Allocation, task: Task | None, signum: int) -> None:
-        """Send a signal to the job's process group on its node, through a tiny pinned task."""
-        if task is None:
+            killed = await asyncio.wait_for(
+                self._keepers[node_id].reap.remote(job.id, (job.stdout_path, job.stderr_path)), 30)
+        except Exception as exc:  # noqa: BLE001 - the keeper is restarting, or the node is going
+            log.warning("could not reap job %s: %s", job.id, exc)
             return
-        ray.remote(control.send).options(
-            num_cpus=0, max_retries=0, name=f"{task.token}:signal",
-            scheduling_strategy=NodeAffinitySchedulingStrategy(allocation.first.ray_node_id, soft=False),
-        ).remote(task.token, control.Command(control.SIGNAL, signum))
+        if killed:
+            log.warning("killed %d leftover processes of job %s", killed, job.id)
 
     @staticmethod
-    async def report(task: Task) -> RunReport:
-        """How the task ended: the executor's report, or Ray's failure of the task as an EndCause."""
-        try:
-            return await task.ref
-        except Exception as error:  # a Ray-level failure is data on the job row
-            return report_of_error(error)
-
-    @staticmethod
-    def warm_up(worker_concurrency: int) -> list:
-        """Start worker processes before the first jobs need them (refs to wait for)."""
-        warm = ray.remote(executor.warm_up).options(num_cpus=0, max_retries=0, name="conductor-warm-up")
-        return [warm.remote(WARM_HOLD_S) for _ in range(min(worker_concurrency, WARM_WORKERS_MAX))]
-
-    @staticmethod
-    async def reap(attempts: Sequence[tuple[jobs.Job, str]]) -> None:
-        """Kill what dead attempts left running, each on its node (by Ray node id), and wait for it."""
-        if not attempts:
-            return
-        reaper = ray.remote(orphans.reap)
-        refs = {job.id: reaper.options(
-            num_cpus=0, max_retries=0, name=f"{job.id}:reap",
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-        ).remote(job.id, (job.stdout_path, job.stderr_path)) for job, node_id in attempts}
-        waiting = {asyncio.ensure_future(ref): job_id for job_id, ref in refs.items()}
-        done, late = await asyncio.wait(waiting, timeout=orphans.REAP_TIMEOUT_S + REAP_START_S)
-        for future in done:
-            if future.exception() is not None:  # e.g. the node is gone, and its processes with it
-                log.warning("could not reap job %s: %s", waiting[future], future.exception())
-            elif future.result():
-                log.warning("killed %d leftover processes of job %s", future.result(), waiting[future])
-        for future in late:
-            log.warning("reaping job %s did not finish in time", waiting[future])
-
-
-def report_of_error(error: Exception) -> RunReport:
-    """A Ray-level failure of a job's task (not of its script) as a RunReport."""
-    if isinstance(error, ray.exceptions.TaskCancelledError):
-        return RunReport(EndCause.STOPPED)
-    if isinstance(error, ray.exceptions.NodeDiedError):
-        return RunReport(EndCause.NODE_DIED)
-    if isinstance(error, (ray.exceptions.WorkerCrashedError, ray.exceptions.ActorDiedError)):
-        return RunReport(EndCause.WORKER_DIED)
-    first_line = (str(error).strip().splitlines() or [type(error).__name__])[-1]
-    return RunReport(EndCause.SYSTEM_ERROR, detail=first_line)
-
-
-def may_leave_processes(report: RunReport) -> bool:
-    """Whether the job's processes may outlive this end of its task.
-
-    The executor cleans up after every end it reports; a task cancelled before it started left
-    nothing, and a dead node took its processes with it.  A worker that died without reporting
-    (SIGKILLed, say) ran no clean-up (see conductor.executor.orphans).
-    """
-    return report.cause in (EndCause.WORKER_DIED, EndCause.SYSTEM_ERROR)
+    def remove_placement_group(job_id: int) -> None:
+        """A multi-node job's group, left behind when its keeper died (the keeper removes it otherwise)."""
+        with contextlib.suppress(Exception):
+            remove_placement_group(get_placement_group(placement_group_name(job_id)))

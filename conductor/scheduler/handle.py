@@ -13,6 +13,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from conductor.config import Settings
+from conductor.keeper.protocol import KeeperInfo
 from conductor.resources import Node, Resources
 
 ACTOR_NAME = "conductor-scheduler"
@@ -32,6 +33,7 @@ class Status:
     running: int = 0
     queue: str = ""
     started_now: bool = False  #: this start() call started it (the caller owns it)
+    keepers: tuple[KeeperInfo, ...] = ()  #: the keepers of the live nodes (node, protocol, version)
 
     def node(self, ray_node_id: str) -> Node | None:
         return next((node for node in self.nodes if node.ray_node_id == ray_node_id), None)

@@ -65,9 +65,9 @@ class Intake:
         running = self._ledger.running.get(entry.job_id)
         if entry.op in (queue.CANCEL, queue.REQUEUE) and running is not None:
             running.intent = Intent.CANCEL if entry.op == queue.CANCEL else Intent.REQUEUE
-            self._dispatcher.cancel(running.task)
+            self._dispatcher.stop(running.task, running.intent.value)
         elif entry.op == queue.SIGNAL and running is not None:
-            self._dispatcher.signal(running.allocation, running.task, int(entry.arg))
+            self._dispatcher.signal(running.task, int(entry.arg))
         elif entry.op in (queue.CANCEL, queue.RELOAD, queue.REQUEUE):
             await self._reload(entry.job_id)
 
