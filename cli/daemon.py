@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import threading
+import time
 from typing import Any, Callable
 
 import ray
@@ -17,6 +19,7 @@ from conductor.auth import job_identity_mode
 from conductor.config import Settings, redact_url
 from conductor.exceptions import ConductorError
 from conductor.db.session import make_engine, migrate
+from conductor.keeper import handle as keeper_handle
 from conductor.scheduler import handle as scheduler
 from conductor.scheduler.handle import Status
 
@@ -69,26 +72,34 @@ class ManagedScheduler:
         mode = self.settings.shutdown_running_jobs
         return mode, (self.settings.shutdown_wait_s if mode == "wait" else 0.0)
 
-    def release(self) -> None:
-        """Owner: stop the actor (running jobs end as SHUTDOWN_RUNNING_JOBS says) and remove it.
+    def release(self) -> Status | None:
+        """Owner: stop the actor (running jobs go on or end as SHUTDOWN_RUNNING_JOBS says) and remove it.
 
-        Others: nothing (the owner, or Ray, stops it)."""
+        Returns the actor's last summary (its running count is what is left running under the
+        keepers in ``keep`` mode); None when this process does not own the actor."""
         if not self.owner or self.handle is None:
-            return
+            return None
         self.begin_stop()
         mode, wait_s = self._stop_args()
-        if mode == "wait":
-            typer.echo(f"Stopping the scheduler: no new jobs start; waiting up to {wait_s:g} s for running jobs, "
-                       "then requeueing the rest ...", err=True)
-        else:
-            typer.echo("Stopping the scheduler: no new jobs start; running jobs are requeued ...", err=True)
+        typer.echo(f"Stopping the scheduler: no new jobs start; {STOP_MESSAGES[mode].format(wait_s=wait_s)} ...",
+                   err=True)
+        status = None
         try:
-            ray.get(self._stopping, timeout=wait_s + self.settings.kill_wait_s + 30)
+            status = ray.get(self._stopping, timeout=wait_s + self.settings.kill_wait_s + 30)
         except Exception as exc:  # shutting down anyway
             typer.echo(f"scheduler did not stop cleanly: {exc}", err=True)
         finally:
             with contextlib.suppress(Exception):
                 ray.kill(self.handle, no_restart=True)
+        return status
+
+
+#: What stopping does with running jobs, per SHUTDOWN_RUNNING_JOBS (the banner says it too).
+STOP_MESSAGES = {
+    "keep": "running jobs keep running under their keepers (SHUTDOWN_RUNNING_JOBS=keep)",
+    "requeue": "running jobs are requeued (SHUTDOWN_RUNNING_JOBS=requeue)",
+    "wait": "waiting up to {wait_s:g} s for running jobs, then requeueing the rest (SHUTDOWN_RUNNING_JOBS=wait)",
+}
 
 
 def prepare(settings: Settings) -> tuple[connection.RayConnection, ManagedScheduler, Status]:
@@ -117,6 +128,8 @@ def banner(settings: Settings, ray_connection: connection.RayConnection, info: S
         f"Ray:                 {ray_connection.address} ({'started here' if ray_connection.started_here else 'attached'})",
         f"Ray dashboard:       {ray_connection.dashboard_url or 'not available'}",
         f"Jobs run as:         {job_identity_mode(settings)}",
+        f"On stop:             {STOP_MESSAGES[settings.shutdown_running_jobs].format(wait_s=settings.shutdown_wait_s)}"
+        + ("; `conductor down` stops everything" if settings.shutdown_running_jobs == "keep" else ""),
         "-" * 60,
         f"Scheduler actor {scheduler.ACTOR_NAME} {'started' if info.started_now else 'already running; attached'}"
         f" (namespace {settings.ray_namespace}): {info.pending} pending, {info.running} running",
@@ -156,14 +169,48 @@ class Supervisor(threading.Thread):
 
 
 def shutdown(settings: Settings, ray_connection: connection.RayConnection, managed: ManagedScheduler) -> None:
-    """Stop scheduling if this process owns the scheduler; leave Ray (a Ray started here stops)."""
-    managed.release()
-    connection.disconnect(settings, ray_connection)
+    """Stop scheduling if this process owns the scheduler; leave Ray.
+
+    conductor's own local Ray is stopped too, unless jobs keep running in it (``keep`` mode):
+    then it stays up for them, and says so."""
+    status = managed.release()
+    if not managed.owner:  # another process runs the scheduler: its Ray is not ours to stop
+        stop_local = False
+    elif settings.shutdown_running_jobs == "keep":
+        stop_local = status is not None and status.running == 0  # nothing to keep: stop it all
+        if not stop_local and ray_connection.local_pid is not None:
+            running = status.running if status is not None else "Any"
+            typer.echo(f"{running} running job(s) keep running; the local Ray (pid {ray_connection.local_pid}) "
+                       "stays up for them. `conductor up` adopts them again; `conductor down` stops everything.",
+                       err=True)
+    else:
+        stop_local = True
+    connection.disconnect(settings, ray_connection, stop_local=stop_local)
+    _forget_service_pid(settings)
+
+
+def service_pid_file(settings: Settings):  # noqa: ANN201 - a Path
+    """The pid of the `conductor up` / `conductor worker` that owns the scheduler (for `conductor down`)."""
+    return settings.state_dir / "conductor.pid"
+
+
+def _record_service_pid(settings: Settings, managed: ManagedScheduler) -> None:
+    if managed.owner:
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        service_pid_file(settings).write_text(f"{os.getpid()}\n", encoding="utf-8")
+
+
+def _forget_service_pid(settings: Settings) -> None:
+    path = service_pid_file(settings)
+    with contextlib.suppress(OSError, ValueError):
+        if int(path.read_text(encoding="utf-8")) == os.getpid():
+            path.unlink()
 
 
 def run_worker(settings: Settings) -> None:
     """Run the scheduler until interrupted (or, with WORKER_BURST, until the queue is drained)."""
     ray_connection, managed, info = prepare(settings)
+    _record_service_pid(settings, managed)
     typer.echo(banner(settings, ray_connection, info, "worker"))
     stop = _stop_on_signals()
     supervisor = Supervisor(managed, stop)
@@ -198,6 +245,7 @@ def run_up(settings: Settings) -> None:
 
     settings.check_bind_address()  # before anything starts
     ray_connection, managed, info = prepare(settings)
+    _record_service_pid(settings, managed)
     typer.echo(banner(settings, ray_connection, info, "up"))
     stop = threading.Event()
     Supervisor(managed, stop).start()
@@ -236,3 +284,39 @@ def _stop_on_signals() -> threading.Event:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     return stop
+
+
+def run_down(settings: Settings) -> None:
+    """Stop everything: the service, every running job (requeued, or CANCELLED with --no-requeue),
+    the keepers, and conductor's own local Ray."""
+    _stop_service_process(settings)
+    if not settings.ray_address and not connection.local_ray_running(settings):
+        typer.echo("conductor is not running here (no local Ray in {})".format(settings.state_dir))
+        return
+    stopping = settings.model_copy(update={"shutdown_running_jobs": "requeue"})
+    migrate(make_engine(stopping.effective_database_url))
+    ray_connection = connection.connect(stopping)
+    managed = ManagedScheduler(stopping)
+    try:
+        running = managed.ensure().running  # adopts what the keepers run, so that it is requeued and recorded
+        managed.owner = True
+        managed.release()
+    finally:
+        keepers = keeper_handle.kill_all(stopping.ray_namespace)
+        connection.disconnect(stopping, ray_connection, stop_local=True)
+    typer.echo(f"conductor stopped: {running} running job(s) requeued (or CANCELLED with --no-requeue), "
+               f"{keepers} keeper(s) stopped" + ("" if settings.ray_address else ", the local Ray stopped"))
+
+
+def _stop_service_process(settings: Settings) -> None:
+    """SIGTERM the `conductor up` / `worker` of this state directory, if one runs, and wait for it."""
+    path = service_pid_file(settings)
+    try:
+        pid = int(path.read_text(encoding="utf-8"))
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        return
+    typer.echo(f"Stopping conductor (pid {pid}) ...", err=True)
+    deadline = time.monotonic() + settings.shutdown_wait_s + settings.kill_wait_s + 60
+    while time.monotonic() < deadline and connection.process_alive(pid):  # (a zombie has exited)
+        time.sleep(0.2)

@@ -47,6 +47,21 @@ def worker(ctx: click.Context) -> None:
     daemon.run_worker(settings(ctx))
 
 
+@app.command()
+@click.pass_context
+def down(ctx: click.Context) -> None:
+    """Stop everything: the service, running jobs (back to PENDING; CANCELLED with --no-requeue),
+    the keepers and conductor's own local Ray.
+
+    `conductor up` stopped with SHUTDOWN_RUNNING_JOBS=keep (the default) leaves running jobs and
+    the local Ray up; this is the one command that ends them too.
+    Example: conductor down
+    """
+    from cli import daemon
+
+    daemon.run_down(settings(ctx))
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
                                "help_option_names": []}, add_help_option=False)
 @click.pass_context
