@@ -174,21 +174,27 @@ def scheduler_factory(ray_cluster: str) -> Iterator[Callable[[Settings], object]
     """Start scheduler actors; stop and remove them after the test, and wait until Ray is idle again."""
     import ray
 
+    from conductor.keeper import handle as keeper_handle
     from conductor.scheduler import handle as scheduler
     from tests.helpers import ray_used_by_node
 
-    handles = []
+    handles, namespaces = [], set()
 
     def start(settings: Settings) -> object:
         handle = scheduler.get_or_create(settings)
-        scheduler.start(handle)
         handles.append(handle)
+        namespaces.add(settings.ray_namespace)
+        scheduler.start(handle)
         return handle
 
     yield start
     for handle in handles:
         try:
             ray.get(handle.stop.remote(), timeout=60)
+        except Exception:  # noqa: BLE001 - a test may have killed it: its keepers are stopped below
+            pass
         finally:
             ray.kill(handle, no_restart=True)
+    for namespace in namespaces:  # the keepers (and the jobs they still run) of the test's cluster
+        keeper_handle.kill_all(namespace)
     wait_for(lambda: all(u.cpus == 0 and u.memory_mb == 0 for u in ray_used_by_node().values()), timeout_s=30)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -60,9 +59,14 @@ def runs(markers: Path, job_id: int) -> list[tuple[int, int]]:
         return []
 
 
-def _pgid_file(job_id: int) -> Path:
-    """Where the executor keeps a running job's process group id (``executor._pgid_path``)."""
-    return Path(tempfile.gettempdir()) / "conductor-run" / f"{job_id}.pgid"
+def _running_group(job_id: int, pid: int) -> bool:
+    """Whether ``pid`` (a run's script, its group's leader) still runs as this job (not a reused pid)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        pgrp = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2])
+    except (OSError, ValueError, IndexError):
+        return False
+    return f"CONDUCTOR_JOB_ID={job_id}".encode() in environ and pgrp == pid
 
 
 class SchedulerMachine(RuleBasedStateMachine):
@@ -115,15 +119,12 @@ class SchedulerMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.ids)
     @rule(index=st.integers(0, 1000))
     def kill(self, index: int) -> None:
-        """SIGKILL the job's process group, found through the executor's pgid file."""
+        """SIGKILL the job's process group: its last run's script leads it."""
         job_id = self._pick(index)
         started = runs(self.markers, job_id)
-        try:
-            pgid = int(_pgid_file(job_id).read_text())
-        except (FileNotFoundError, ValueError):
+        if not started or not _running_group(job_id, started[-1][1]):
             return  # not running (yet, or any more)
-        if not started or pgid != started[-1][1]:
-            return  # a stale file, or another test session's job with the same id: not ours
+        pgid = started[-1][1]
         (self.markers / f"ended-{job_id}").touch()
         self.context.tally["process groups killed"] += 1
         try:

@@ -35,16 +35,19 @@ def running(settings_factory, scheduler_factory, backend) -> JobService:
     return started
 
 
-def _tasks_script(markers: Path, *, failing: int | None = None) -> str:
-    """Task N sleeps LENGTHS_S[N], leaves done-N, and exits 3 when it is the failing one."""
+def _tasks_script(markers: Path, *, failing: int | None = None, gate: Path | None = None) -> str:
+    """Task N sleeps LENGTHS_S[N] (task 3 also waits while ``gate`` exists), leaves done-N, and exits 3
+    when it is the failing one."""
     lengths = " ".join(f"[{n}]={s}" for n, s in LENGTHS_S.items())
     fail = f'if [ "$SLURM_ARRAY_TASK_ID" = {failing} ]; then exit 3; fi\n' if failing is not None else ""
-    return (f"#!/bin/bash\ndeclare -A length=({lengths})\nsleep ${{length[$SLURM_ARRAY_TASK_ID]}}\n"
+    hold = (f'if [ "$SLURM_ARRAY_TASK_ID" = 3 ]; then while [ -e {gate} ]; do sleep 0.05; done; fi\n'
+            if gate is not None else "")
+    return (f"#!/bin/bash\ndeclare -A length=({lengths})\nsleep ${{length[$SLURM_ARRAY_TASK_ID]}}\n{hold}"
             f"touch {markers}/done-$SLURM_ARRAY_TASK_ID\n{fail}")
 
 
 def _array(service: JobService, tmp_path: Path, indexes: str = "1-3", **fields) -> list[jobs.Job]:
-    script = _tasks_script(tmp_path, failing=fields.pop("failing", None))
+    script = _tasks_script(tmp_path, failing=fields.pop("failing", None), gate=fields.pop("gate", None))
     return service.submit_array(spec(script, name="parts", working_dir=str(tmp_path), **fields),
                                 arrays.parse(indexes))
 
@@ -129,16 +132,18 @@ def test_afterany_and_afternotok_on_an_array(running: JobService, tmp_path: Path
 
 
 def test_afterok_on_one_task_waits_for_that_task_only(running: JobService, tmp_path: Path) -> None:
-    service = running
-    tasks = _array(service, tmp_path)
+    service, gate = running, tmp_path / "gate"
+    gate.touch()  # task 3 waits for it: the dependent job must start while task 3 still runs
+    tasks = _array(service, tmp_path, gate=gate)
     second, third = tasks[1], tasks[2]
     after_second = _reduce(service, tmp_path, f"afterok:{tasks[0].id}_2")
     assert service.dependency_states([service.get(after_second)]) == {
         after_second: f"afterok:{tasks[0].id}_2(unfulfilled)"}
     done = _ended(service, after_second)
+    gate.unlink()
     second, third = service.get(second.id), _ended(service, third.id)
     assert done.state is jobs.JobState.COMPLETED
-    assert second.end_time <= done.start_time < third.end_time  # task 3 runs 1.2 s longer than task 2
+    assert second.end_time <= done.start_time < third.end_time
     assert _output(done).split("\n")[0].split() == ["done-1", "done-2"]
 
 
