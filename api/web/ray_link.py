@@ -1,8 +1,10 @@
 """A job's task in the Ray dashboard.
 
 The dashboard shows a task at ``<dashboard>/#/jobs/<Ray job id>/tasks/<task id>``.  conductor keeps
-neither id: the task is found by its name through Ray's state API (the scheduler names each job's
-task ``<job id>:<job name>``), which only a process attached to Ray can ask (``conductor up``).
+neither id: the task is found by its name (the scheduler names each job's task ``<job id>:<job
+name>``) through Ray's state API, which the dashboard serves.  The dashboard is asked by its URL:
+without an address, Ray's client attaches to the newest Ray cluster on the host, which need not be
+ours.  With Ray's token authentication on, the dashboard asks the browser for Ray's token itself.
 """
 
 from __future__ import annotations
@@ -24,14 +26,10 @@ def task_name(job: jobs.Job) -> str:
 
 def task_page(dashboard_url: str, job: jobs.Job) -> str | None:
     """The dashboard's page of the job's latest task, or None when Ray does not know one."""
-    import ray
-
-    if not ray.is_initialized():  # an API not started by `conductor up` is not attached to Ray
-        return None
     from ray.util.state import list_tasks
 
     try:
-        tasks = list_tasks(filters=[("name", "=", task_name(job))], detail=True, limit=100,
+        tasks = list_tasks(address=dashboard_url, filters=[("name", "=", task_name(job))], detail=True, limit=100,
                            timeout=LOOKUP_TIMEOUT_S, raise_on_missing_output=False)
     except Exception:  # noqa: BLE001 - Ray's dashboard down or slow: no link, the page says so
         log.warning("cannot look up job %s's Ray task", job.id, exc_info=True)

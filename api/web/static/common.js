@@ -52,6 +52,12 @@ const conductor = (() => {
     return `${mb}M`;
   }
 
+  // A pending job's priority as the scheduler computes it now; otherwise only a priority an admin set.
+  function priority(job) {
+    if (job.priority_factors) return String(job.priority_factors.priority);
+    return job.priority ? String(job.priority) : "";
+  }
+
   function capacity(allocated, total, format = String) {
     return `${format(allocated)} / ${format(total)}`;
   }
@@ -114,5 +120,5 @@ const conductor = (() => {
     };
   }
 
-  return {page, api, parseTime, duration, elapsed, memory, capacity, cell, row, setStatus, every, SignedOut};
+  return {page, api, parseTime, duration, elapsed, memory, priority, capacity, cell, row, setStatus, every, SignedOut};
 })();

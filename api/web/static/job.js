@@ -13,7 +13,7 @@
     ["Name", (job) => job.name], ["User", (job) => job.user], ["Account", (job) => job.account],
     ["Partition", (job) => job.partition], ["State", (job) => job.state],
     ["Reason", (job) => job.reason + (job.reason_message ? `: ${job.reason_message}` : "")],
-    ["Priority", (job) => String(job.priority_factors ? job.priority_factors.priority : job.priority)],
+    ["Priority", conductor.priority],
     ["Submitted", (job) => time(job.submit_time)], ["Started", (job) => time(job.start_time)],
     ["Ended", (job) => time(job.end_time)], ["Time limit", (job) => duration(job.time_limit_s)],
     ["Nodes", (job) => `${job.nodes}${job.node_list ? ` (${job.node_list})` : ""}`],

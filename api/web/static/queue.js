@@ -1,7 +1,7 @@
 "use strict";
 // The queue: /api/jobs with the form's filters, every refresh, all pages (up to MAX_ROWS jobs).
 (() => {
-  const {page, api, duration, elapsed, cell, row} = conductor;
+  const {page, api, duration, elapsed, priority, cell, row} = conductor;
   const form = document.getElementById("filters");
   const body = document.querySelector("#queue tbody");
   const MAX_ROWS = 1000;
@@ -46,14 +46,13 @@
   }
 
   function jobRow(job, now) {
-    const priority = job.priority_factors ? job.priority_factors.priority : job.priority;
     const ray = page.dataset.ray && job.start_time ? `/web/jobs/${job.job_id}/ray` : null;
     return row([
       cell(job.display_id, {className: "id", link: `/web/jobs/${job.job_id}`}),
       cell(job.name), cell(job.user, {className: "user"}), cell(job.account), cell(job.partition, {className: "partition"}),
       cell(job.state, {className: `state state-${job.state}`}),
       cell(job.reason + (job.reason_message ? `: ${job.reason_message}` : ""), {className: "reason"}),
-      cell(String(priority), {className: "num"}),
+      cell(priority(job), {className: "num"}),
       cell(duration(elapsed(job, now)), {className: "num elapsed"}),
       cell(duration(job.time_limit_s), {className: "num"}),
       cell(String(job.cpus), {className: "num"}),
