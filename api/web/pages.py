@@ -40,9 +40,17 @@ def layout(title: str, content_html: str, *, viewer: Caller, auth_enabled: bool,
     links = "".join(f'<a href="{href}"{" aria-current=page" if name == current else ""}>{label}</a>'
                     for name, href, label in (("queue", "/", "Queue"),
                                               ("nodes", "/web/nodes", "Nodes and partitions")))
+    header = f'<nav>{links}</nav>\n<div class="who">{_who(viewer, auth_enabled)}</div>'
     attributes = "".join(f' data-{escape(key)}="{escape(str(value))}"' for key, value in data.items())
-    return _fill("layout.html", title=title, nav_html=links, who_html=_who(viewer, auth_enabled),
-                 data_html=attributes, content_html=content_html, script=script)
+    scripts = "".join(f'<script src="/web/static/{escape(name)}"></script>\n' for name in ("common.js", script))
+    return _fill("page.html", title=title, header_html=header, main_html=f' id="page"{attributes}',
+                 content_html=content_html, scripts_html=scripts)
+
+
+def _bare(title: str, content_html: str) -> str:
+    """A page without the pages' header and scripts: for someone not signed in, or nothing to show."""
+    return _fill("page.html", title=title, header_html="", main_html=' class="narrow"', content_html=content_html,
+                 scripts_html="")
 
 
 def _who(viewer: Caller, auth_enabled: bool) -> str:
@@ -73,9 +81,9 @@ def job(job: jobs.Job) -> str:
 
 def login(*, error: str, next_path: str) -> str:
     """The sign-in page (AUTH=token and no valid session cookie)."""
-    return _fill("login.html", error=error, hidden=" hidden" if not error else "", next=next_path)
+    return _bare("Sign in", _fill("login.html", error=error, hidden=" hidden" if not error else "", next=next_path))
 
 
 def message(title: str, text: str, *, link: str = "/", link_text: str = "Back to the queue") -> str:
     """A page that only says something: not found, no Ray task."""
-    return _fill("message.html", title=title, text=text, link=link, link_text=link_text)
+    return _bare(title, _fill("message.html", title=title, text=text, link=link, link_text=link_text))

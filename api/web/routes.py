@@ -20,8 +20,10 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import SESSION_COOKIE, ServiceDep, session_token, token_caller, visible_job
 from api.schemas import MAX_JOB_ID
 from api.web import pages, ray_link
+from conductor import jobs
 from conductor.auth import TRUSTED, Caller
 from conductor.exceptions import JobNotFound
+from conductor.service import JobService
 
 router = APIRouter(include_in_schema=False)
 STATIC = FilePath(__file__).parent / "static"
@@ -59,9 +61,11 @@ async def _viewer(request: Request) -> Caller | None:
     return await run_in_threadpool(token_caller, request, token) if token else None
 
 
-def _sign_in(request: Request, error: str = "") -> HTMLResponse:
-    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    response = _html(pages.login(error=error, next_path=here), 401)
+def _sign_in(request: Request, *, next_path: str | None = None, error: str = "") -> HTMLResponse:
+    """The sign-in form (401); once signed in, the viewer goes to ``next_path`` (default: this page)."""
+    if next_path is None:
+        next_path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    response = _html(pages.login(error=error, next_path=next_path), 401)
     response.headers["WWW-Authenticate"] = 'Bearer realm="conductor"'
     return response
 
@@ -93,29 +97,35 @@ async def nodes_page(request: Request) -> Response:
     return _page(request, viewer, "Nodes and partitions", pages.nodes(), "nodes", "nodes.js")
 
 
-@router.get("/web/jobs/{job_id}", response_class=HTMLResponse)
-async def job_page(request: Request, job_id: JobId, service: ServiceDep) -> Response:
-    """One job: its fields and accounting, and its output followed live."""
+async def _job(request: Request, service: JobService, job_id: int) -> tuple[Caller, jobs.Job] | Response:
+    """The viewer and the job if they may see it; else the page to answer instead (sign in, or 404 as on
+    the API)."""
     viewer = await _viewer(request)
     if viewer is None:
         return _sign_in(request)
     try:
-        job = await run_in_threadpool(visible_job, service, viewer, job_id)
+        return viewer, await run_in_threadpool(visible_job, service, viewer, job_id)
     except JobNotFound:
         return _html(pages.message("No such job", f"There is no job {job_id} that you may see."), 404)
+
+
+@router.get("/web/jobs/{job_id}", response_class=HTMLResponse)
+async def job_page(request: Request, job_id: JobId, service: ServiceDep) -> Response:
+    """One job: its fields and accounting, and its output followed live."""
+    found = await _job(request, service, job_id)
+    if isinstance(found, Response):
+        return found
+    viewer, job = found
     return _page(request, viewer, f"Job {job.display_id}", pages.job(job), "", "job.js", **{"job-id": job.id})
 
 
 @router.get("/web/jobs/{job_id}/ray")
 async def ray_task(request: Request, job_id: JobId, service: ServiceDep) -> Response:
     """A redirect to the job's latest task in the Ray dashboard, or a page that says why there is none."""
-    viewer = await _viewer(request)
-    if viewer is None:
-        return _sign_in(request)
-    try:
-        job = await run_in_threadpool(visible_job, service, viewer, job_id)
-    except JobNotFound:
-        return _html(pages.message("No such job", f"There is no job {job_id} that you may see."), 404)
+    found = await _job(request, service, job_id)
+    if isinstance(found, Response):
+        return found
+    job = found[1]
     dashboard = request.app.state.web.dashboard_url
     if not dashboard:
         return _html(pages.message("No Ray dashboard", "This API was not started by conductor up, so it "
@@ -130,10 +140,10 @@ async def ray_task(request: Request, job_id: JobId, service: ServiceDep) -> Resp
 
 
 @router.get("/web/login", response_class=HTMLResponse)
-async def login_page(request: Request, next: Annotated[str, Query(alias="next")] = "/") -> Response:  # noqa: A002
+async def login_page(request: Request, next_path: Annotated[str, Query(alias="next")] = "/") -> Response:
     if not request.app.state.settings.auth_enabled:
         return RedirectResponse("/", status_code=303)
-    return _html(pages.login(error="", next_path=_local(next)))
+    return _html(pages.login(error="", next_path=_local(next_path)))
 
 
 @router.post("/web/login")
@@ -147,9 +157,7 @@ async def login(request: Request) -> Response:
     token, next_path = form.get("token", [""])[0].strip(), _local(form.get("next", ["/"])[0])
     caller = await run_in_threadpool(token_caller, request, token) if token else None
     if caller is None:
-        response = _html(pages.login(error="That is not a valid token.", next_path=next_path), 401)
-        response.headers["WWW-Authenticate"] = 'Bearer realm="conductor"'
-        return response
+        return _sign_in(request, next_path=next_path, error="That is not a valid token.")
     response = RedirectResponse(next_path, status_code=303)
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", path="/",
                         secure=request.url.scheme == "https")
