@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install bench clean
+.PHONY: run test install browser bench clean
 
 install: $(VENV)/.installed
 
@@ -18,8 +18,14 @@ $(VENV)/.installed: pyproject.toml
 run: install
 	$(BIN)/conductor up
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest -q -ra
+
+# The web page's browser tests (tests/acceptance/test_web.py) drive Debian's Chromium, never a
+# browser that Playwright downloads: install it when it is missing and we may (root, as CI is).
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -7,7 +7,7 @@ from typing import AsyncIterator
 
 from fastapi import FastAPI
 
-from api import errors
+from api import errors, web
 from api.routes import cluster, control, health, jobs
 from api.routes import stream  # noqa: I001 - GET /api/jobs/{id}/output/follow (SSE)
 from api.slurm import routes as slurm
@@ -16,12 +16,12 @@ from conductor.service import JobService
 
 
 def create_app(settings: Settings, *, service: JobService | None = None, check_ray: bool = False,
-               follow: stream.FollowTiming | None = None) -> FastAPI:
+               follow: stream.FollowTiming | None = None, dashboard_url: str = "") -> FastAPI:
     """The API for ``settings``; a service is built (and the schema migrated) unless one is given.
 
     ``check_ray``: this process also runs the scheduler (``conductor up``), so health and
     readiness ask the scheduler actor too.  ``follow``: how output followers poll (the defaults
-    unless given).
+    unless given).  ``dashboard_url``: the Ray dashboard, which the web page links each job's task to.
     """
 
     @contextlib.asynccontextmanager
@@ -50,4 +50,5 @@ def create_app(settings: Settings, *, service: JobService | None = None, check_r
     app.include_router(cluster.router)
     app.include_router(health.router)
     app.include_router(slurm.router)
+    web.install(app, web.WebOptions(dashboard_url=dashboard_url))  # the pages at / and /web/
     return app

@@ -53,6 +53,8 @@ async def _caller_from_security(
     if not request.app.state.settings.auth_enabled:
         return TRUSTED
     authorization = f"Bearer {bearer.credentials}" if bearer else None
+    if authorization is None and x_slurm_user_token is None and (token := session_token(request)):
+        authorization = f"Bearer {token}"
     return await run_in_threadpool(_caller, request, authorization=authorization,
                                    x_slurm_user_name=x_slurm_user_name, x_slurm_user_token=x_slurm_user_token)
 
@@ -72,6 +74,24 @@ def _caller(request: Request, *, authorization: str | None, x_slurm_user_name: s
     if caller is None:
         raise NotAuthenticated("a valid token is required: Authorization: Bearer <token>")
     return caller
+
+
+#: The web page's cookie (api/web sets it at sign-in, HttpOnly and SameSite=Strict): an API token, so that
+#: the page's EventSource, which cannot send an Authorization header, is authenticated too.
+SESSION_COOKIE = "conductor_session"
+
+
+def session_token(request: Request) -> str | None:
+    """The session cookie's token, on reads only: the web page is read-only, so a cookie never submits,
+    cancels or changes anything, and there is no cross-site request forgery to guard against."""
+    if request.method not in ("GET", "HEAD"):
+        return None
+    return request.cookies.get(SESSION_COOKIE) or None
+
+
+def token_caller(request: Request, token: str) -> Caller | None:
+    """The caller ``token`` stands for, or None (the web page's sign-in).  Blocking: the thread pool."""
+    return _tokens(request).authenticate(token)
 
 
 def caller_of(request: Request) -> Caller:

@@ -448,6 +448,7 @@ class NodeOut(BaseModel):
     cpus: Capacity
     memory_mb: Capacity
     gpus: int = Field(examples=[0])
+    gpus_allocated: int = Field(0, description="GPUs that unreleased allocations hold on it.", examples=[0])
 
 
 class NodeListResponse(BaseModel):
@@ -464,6 +465,8 @@ class PartitionOut(BaseModel):
     cpus: Capacity
     memory_mb: Capacity
     gpus: int = Field(0, description="GPUs of its up nodes.", examples=[0])
+    gpus_allocated: int = Field(0, description="GPUs that unreleased allocations hold on its up nodes.",
+                                examples=[0])
     pending_jobs: int = Field(examples=[3])
     running_jobs: int = Field(examples=[4])
     default: bool = Field(False, description="Jobs that name no partition go here.")

@@ -254,7 +254,8 @@ def run_up(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: None)
     try:
-        server = uvicorn.Server(uvicorn.Config(create_app(settings, check_ray=True), host=settings.api_host,
+        app = create_app(settings, check_ray=True, dashboard_url=ray_connection.dashboard_url)
+        server = uvicorn.Server(uvicorn.Config(app, host=settings.api_host,
                                                port=settings.api_port, log_level=settings.log_level.lower()))
         server.handle_exit = _stopping_first(managed, stop, server.handle_exit)
         server.run()

@@ -28,7 +28,8 @@ def _node_out(node: Node, used: Resources) -> NodeOut:
     return NodeOut(name=node.name, ray_node_id=node.ray_node_id, state="up" if node.alive else "down",
                    partition=_partition_of(node), labels={k: str(v) for k, v in node.labels.items()},
                    cpus=_capacity(node.capacity.cpus, used.cpus),
-                   memory_mb=_capacity(node.capacity.memory_mb, used.memory_mb), gpus=node.capacity.gpus)
+                   memory_mb=_capacity(node.capacity.memory_mb, used.memory_mb), gpus=node.capacity.gpus,
+                   gpus_allocated=used.gpus)
 
 
 def _nodes(service: JobService) -> list[NodeOut]:
@@ -72,6 +73,7 @@ def _partition_out(partition: partitions.Partition, nodes: list[NodeOut],
     state = "down" if partition.state == "DOWN" else ("up" if nodes else "inactive")
     return PartitionOut(name=name, state=state, nodes=[n.name for n in nodes], cpus=total(lambda n: n.cpus),
                         memory_mb=total(lambda n: n.memory_mb), gpus=sum(n.gpus for n in nodes),
+                        gpus_allocated=sum(n.gpus_allocated for n in nodes),
                         pending_jobs=counts.get((jobs.JobState.PENDING.value, name), 0),
                         running_jobs=counts.get((jobs.JobState.RUNNING.value, name), 0),
                         default=partition.default, default_time_s=partition.default_time_s,
