@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from conductor import jobs
 from conductor.auth import TRUSTED, Caller, TokenStore
 from conductor.config import Settings
 from conductor.exceptions import JobNotFound, NotAuthenticated
@@ -115,4 +117,31 @@ def visible_job(service: JobService, caller: Caller, job_id: int):  # noqa: ANN2
     job = service.get(job_id)
     if not caller.may_see(job.spec.user):
         raise JobNotFound(job_id)
+    return job
+
+
+#: Largest job id a path may name (the database's integer column).
+_MAX_JOB_ID = 2**31 - 1
+
+
+async def _job_ref(job_id: Annotated[str, Path(
+        pattern=r"^[0-9]+(_[0-9]+)?$", max_length=24, examples=["42", "40_2"],
+        description="Job id: 42, or 40_2 for task 2 of array job 40 (an array's id stands for all its "
+                    "tasks where the operation takes several).")]) -> jobs.JobRef:
+    ref = jobs.parse_job_ref(job_id)
+    if ref.job_id > _MAX_JOB_ID or (ref.task_id or 0) > _MAX_JOB_ID:
+        raise RequestValidationError([{"loc": ("path", "job_id"), "type": "value_error",
+                                       "msg": f"{job_id}: job ids are at most {_MAX_JOB_ID}"}])
+    return ref
+
+
+#: A ``{job_id}`` path parameter as Slurm names jobs (``42``, ``40_2``).
+JobRefDep = Annotated[jobs.JobRef, Depends(_job_ref)]
+
+
+def visible_ref(service: JobService, caller: Caller, ref: jobs.JobRef):  # noqa: ANN201 - a jobs.Job
+    """The job ``ref`` names, if the caller may see it; otherwise 404, as if it did not exist."""
+    job = service.get_ref(ref)
+    if not caller.may_see(job.spec.user):
+        raise JobNotFound(ref)  # type: ignore[arg-type]
     return job

@@ -7,7 +7,7 @@ from typing import Annotated, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
-from conductor import arrays, jobs, output, units
+from conductor import arrays, jobs, output, slurm_options, units
 from conductor.db import listing
 from conductor.exceptions import InvalidJobSpec
 
@@ -15,6 +15,14 @@ from conductor.exceptions import InvalidJobSpec
 MAX_MEMORY_MB = 2**40
 MAX_TIME_LIMIT_S = 2**31 - 1
 MAX_JOB_ID = 2**31 - 1
+
+
+def time_limit_s(value: str | int) -> int | None:
+    """-t's forms in seconds (None: no limit), within the database's integer column."""
+    seconds = units.parse_time_limit_s(value)
+    if seconds is not None and seconds > MAX_TIME_LIMIT_S:
+        raise ValueError(f"must be at most {MAX_TIME_LIMIT_S} seconds")
+    return seconds
 
 
 class JobDescription(BaseModel):
@@ -82,6 +90,56 @@ class JobDescription(BaseModel):
     begin_time: Union[datetime, StrictInt, None] = Field(
         None, description="Do not start before this time (--begin): ISO 8601, or a Unix timestamp.",
         examples=["2026-11-28T16:00:00+00:00"])
+    # sbatch's options as given: the job's SLURM_* variables exist only for options given, so a
+    # value derived here (ntasks_per_node from tasks, memory from memory_per_cpu) is not "given".
+    tasks: StrictInt | None = Field(None, ge=1, le=1_000_000, description="Tasks in all (-n): SLURM_NTASKS; "
+                                    "ntasks_per_node, when not given, is tasks over nodes.", examples=[4])
+    memory_per_cpu: Union[StrictStr, StrictInt, None] = Field(
+        None, description="Memory per CPU (--mem-per-cpu), K/M/G/T or MB; instead of memory_per_node.",
+        examples=["2G"])
+    gpus: StrictInt | None = Field(None, ge=1, le=1_000_000, description="GPUs in all (-G), spread evenly over "
+                                   "the nodes; instead of gpus_per_node.", examples=[2])
+    tres_per_node: StrictStr | None = Field(None, description="Generic resources per node (--gres): gpu:N, "
+                                            "gpu:TYPE:N or gres/gpu:N; instead of gpus_per_node.",
+                                            examples=["gres/gpu:2"])
+    export: StrictStr | None = Field(None, max_length=100_000, description="--export as given (SLURM_EXPORT_ENV); "
+                                     "the client applies it to environment.", examples=["ALL,FOO=bar"])
+    get_user_env: bool = Field(False, description="--get-user-env (SLURM_GET_USER_ENV=1).")
+    open_mode: StrictStr | None = Field(None, description="--open-mode: append or truncate (the default) the "
+                                        "output files.", examples=["append"])
+    signal: StrictStr | None = Field(None, description="--signal=[B:]SIG[@SECONDS]: send SIG this many seconds "
+                                     "(default 60) before the time limit; B: to the batch shell only, else to "
+                                     "every process of the job.", examples=["B:USR2@90"])
+    exclusive: bool = Field(False, description="--exclusive: the job gets whole nodes (all their CPUs and GPUs) "
+                                               "and shares them with no other job.")
+    comment: StrictStr | None = Field(None, max_length=4096, description="--comment, shown by squeue %k and "
+                                      "scontrol.", examples=["rule align, sample=3"])
+    command: StrictStr | None = Field(None, max_length=4096, description="The script's path as submitted "
+                                      "(scontrol's Command); none for --wrap and stdin.",
+                                      examples=["/home/alice/run1/job.sh"])
+
+    @field_validator("open_mode")
+    @classmethod
+    def _open_mode(cls, value: str | None) -> str | None:
+        if value is not None and value.lower() not in jobs.OPEN_MODES:
+            raise ValueError(f"{value!r}: use append or truncate")
+        return None if value is None else value.lower()
+
+    @field_validator("signal")
+    @classmethod
+    def _signal(cls, value: str | None) -> str | None:
+        return None if value is None else str(jobs.parse_warning_signal(value))
+
+    @field_validator("tres_per_node")
+    @classmethod
+    def _tres(cls, value: str | None) -> int | None:
+        if value is None:
+            return None
+        parts = value.removeprefix("gres/").split(":")
+        if parts[0] != "gpu" or len(parts) not in (2, 3) or not parts[-1].isascii() or not parts[-1].isdigit() \
+                or int(parts[-1]) < 1:
+            raise ValueError(f"{value!r}: only gpu:N, gpu:TYPE:N or gres/gpu:N is supported")
+        return int(parts[-1])
 
     @field_validator("array")
     @classmethod
@@ -101,7 +159,7 @@ class JobDescription(BaseModel):
             raise ValueError("needs a time zone (e.g. +00:00 or Z)")
         return value
 
-    @field_validator("memory_per_node")
+    @field_validator("memory_per_node", "memory_per_cpu")
     @classmethod
     def _memory(cls, value: str | int | None) -> int | None:
         if value is None:
@@ -114,15 +172,10 @@ class JobDescription(BaseModel):
     @field_validator("time_limit")
     @classmethod
     def _time(cls, value: str | int | None) -> int | None:
-        if value is None:
-            return None
-        seconds = units.parse_time_limit_s(value)
-        if seconds is not None and seconds > MAX_TIME_LIMIT_S:
-            raise ValueError(f"must be at most {MAX_TIME_LIMIT_S} seconds")
-        return seconds
+        return None if value is None else time_limit_s(value)
 
     @field_validator("name", "account", "partition", "user", "current_working_directory", "standard_output",
-                     "standard_error", "run_as")
+                     "standard_error", "run_as", "export", "comment", "command")
     @classmethod
     def _no_nul(cls, value: str | None) -> str | None:
         """PostgreSQL text cannot hold NUL, and a NUL in a path or argument cannot reach exec."""
@@ -183,16 +236,47 @@ class SubmitRequest(BaseModel):
         script = self.script if self.script is not None else desc.script
         if script is None:
             raise InvalidJobSpec("script", "is required")
+        tasks_per_node, memory_mb, gpus = _layout(desc)
         return jobs.JobSpec(
             script=script, name=desc.name, account=desc.account, partition=desc.partition, user=desc.user,
             argv=tuple(desc.argv), working_dir=desc.current_working_directory or default_dir,
             environment=desc.environment or {}, cpus_per_task=desc.cpus_per_task,
-            ntasks_per_node=desc.ntasks_per_node, nodes=desc.nodes, gpus_per_node=desc.gpus_per_node,
-            memory_per_node_mb=desc.memory_per_node or 0,
+            ntasks_per_node=tasks_per_node, nodes=desc.nodes, gpus_per_node=gpus, memory_per_node_mb=memory_mb,
             time_limit_s=desc.time_limit, priority=desc.priority, nice=desc.nice, requeue=desc.requeue,
             stdout_pattern=desc.standard_output, stderr_pattern=desc.standard_error,
             hold="user" if desc.hold else None, begin_time=desc.begin_time, dependency=desc.dependency,
-            kill_on_invalid_dependency=desc.kill_on_invalid_dependency, run_as=desc.run_as)
+            kill_on_invalid_dependency=desc.kill_on_invalid_dependency, run_as=desc.run_as,
+            given=frozenset(name for name in jobs.GIVEN_OPTIONS
+                            if name in desc.model_fields_set and getattr(desc, name) is not None)
+            | ({"gpus"} if desc.gpus is not None else set()),
+            ntasks=desc.tasks, memory_per_cpu_mb=desc.memory_per_cpu, export=desc.export,
+            get_user_env=desc.get_user_env, open_mode=desc.open_mode, warning_signal=desc.signal,
+            exclusive=desc.exclusive, comment=desc.comment, command=desc.command, array_spec=desc.array)
+
+
+def _layout(desc: JobDescription) -> tuple[int, int, int]:
+    """(tasks per node, memory per node MB, GPUs per node) from what was given, as sbatch derives them
+    (conductor.slurm_options): tasks over nodes, memory per CPU x the node's CPUs, GPUs in all over nodes."""
+    fields = desc.model_fields_set
+    tasks_per_node = desc.ntasks_per_node
+    if desc.tasks is not None and "ntasks_per_node" not in fields:
+        tasks_per_node = slurm_options.layout(desc.tasks, None, desc.nodes).tasks_per_node
+    memory_mb = desc.memory_per_node or 0
+    if desc.memory_per_cpu is not None:
+        if desc.memory_per_node is not None:
+            raise InvalidJobSpec("memory_per_cpu", "give memory_per_node or memory_per_cpu, not both")
+        memory_mb = slurm_options.memory_per_node_mb(desc.memory_per_cpu, desc.cpus_per_task, tasks_per_node)
+    gpu_fields = [name for name in ("gpus", "gpus_per_node", "tres_per_node")
+                  if name in fields and getattr(desc, name) is not None]
+    if len(gpu_fields) > 1:
+        raise InvalidJobSpec(gpu_fields[1], f"give one of {', '.join(gpu_fields)}, not several")
+    gpus_per_node = desc.tres_per_node or desc.gpus_per_node  # (the validator made tres_per_node a count)
+    if desc.gpus is not None:
+        try:
+            gpus_per_node = slurm_options.gpus_per_node(desc.gpus, desc.nodes)
+        except ValueError as exc:
+            raise InvalidJobSpec("gpus", f"{exc}; use gpus_per_node") from None
+    return tasks_per_node, memory_mb, gpus_per_node
 
 
 class SubmitResponse(BaseModel):
@@ -260,6 +344,16 @@ class JobOut(BaseModel):
                                   examples=["b1,b2"])
     run_as: str = Field("", description="Unix account the script runs as; empty: the service's own user.",
                         examples=["alice"])
+    comment: str | None = Field(None, description="--comment.", examples=["rule align"])
+    exclusive: bool = Field(False, description="--exclusive: whole nodes.")
+    open_mode: str | None = Field(None, description="--open-mode: append or truncate (null: truncate).")
+    signal_spec: str | None = Field(None, description="--signal as [B:]NUMBER@SECONDS.", examples=["B:12@90"])
+    command: str | None = Field(None, description="The script's path as submitted; null for --wrap and stdin.")
+    submit_host: str | None = Field(None, description="Host it was submitted from (SLURM_SUBMIT_HOST).")
+    submit_dir: str | None = Field(None, description="Directory it was submitted from (SLURM_SUBMIT_DIR).")
+    ntasks: int = Field(1, description="Tasks in all (-n, else ntasks_per_node x nodes).", examples=[1])
+    cluster: str = Field("", description="Its cluster (CLUSTER_NAME).", examples=["conductor"])
+    array_spec: str | None = Field(None, description="The array's --array, on each task.", examples=["0-15%4"])
     priority_factors: dict | None = Field(
         None, description="A pending job's current priority and its factors (age, fairshare, job_size, "
                           "partition in [0, 1]; admin and nice as set), as sprio shows them.",
@@ -282,7 +376,12 @@ class JobOut(BaseModel):
             cpu_time_user_s=job.usage.cpu_time_user_s, cpu_time_system_s=job.usage.cpu_time_system_s,
             max_rss_kb=job.usage.max_rss_kb, display_id=job.display_id, array_job_id=spec.array_job_id,
             array_task_id=spec.array_task_id, array_max_running=spec.array_max_running, dependency=spec.dependency,
-            hold=spec.hold, begin_time=spec.begin_time, cancel_requested=job.cancel_requested, run_as=spec.run_as)
+            hold=spec.hold, begin_time=spec.begin_time, cancel_requested=job.cancel_requested, run_as=spec.run_as,
+            comment=spec.comment, exclusive=spec.exclusive, open_mode=spec.open_mode,
+            signal_spec=spec.warning_signal, command=spec.command,
+            submit_host=spec.submit_host or None, submit_dir=spec.environment.get("SLURM_SUBMIT_DIR"),
+            ntasks=spec.ntasks or spec.ntasks_per_node * spec.nodes, cluster=spec.cluster,
+            array_spec=spec.array_spec)
 
 
 class FieldError(BaseModel):
@@ -339,6 +438,10 @@ class JobListQuery(BaseModel):
                              examples=[["train-model"]])
     job_id: Annotated[list[Annotated[int, Field(ge=1, le=MAX_JOB_ID)]], Field(max_length=MAX_FILTER_VALUES)] = \
         Field(default_factory=list, description="Job id (-j); repeatable.", examples=[[42, 43]])
+    job: Annotated[list[Annotated[str, Field(max_length=24)]], Field(max_length=MAX_FILTER_VALUES)] = Field(
+        default_factory=list, description="Jobs as Slurm names them (squeue -j, sacct -j), repeatable or "
+                                          "comma-separated: 42 (and, for an array's id, every task), 40_2.",
+        examples=[["42", "40_2"]])
     since: datetime | None = Field(None, description="Submitted at or after (ISO 8601; UTC without an offset).",
                                    examples=["2026-11-28T10:00:00+01:00"])
     until: datetime | None = Field(None, description="Submitted at or before (ISO 8601; UTC without an offset).",
@@ -352,6 +455,16 @@ class JobListQuery(BaseModel):
                                examples=[100])
     limit: int = Field(100, ge=1, le=listing.MAX_LIMIT, description=f"Most jobs in one page (1 to {listing.MAX_LIMIT}).",
                        examples=[100])
+
+    @field_validator("job")
+    @classmethod
+    def _refs(cls, values: list[str]) -> list[str]:
+        texts = [part.strip() for value in values for part in value.split(",") if part.strip()]
+        for text in texts:
+            jobs.parse_job_ref(text)
+        if len(texts) > MAX_FILTER_VALUES:
+            raise ValueError(f"at most {MAX_FILTER_VALUES} jobs")
+        return texts
 
     @field_validator("state")
     @classmethod
@@ -404,6 +517,7 @@ class ControlResponse(BaseModel):
     held: list[int] = Field(default_factory=list)
     released: list[int] = Field(default_factory=list)
     requeued: list[int] = Field(default_factory=list)
+    updated: list[int] = Field(default_factory=list, description="Pending jobs changed (PATCH).")
 
 
 #: Most jobs one ``POST /api/jobs/batch`` may carry.
@@ -491,3 +605,34 @@ class QueueSummary(BaseModel):
     pending_cpus: int = Field(description="CPUs the pending jobs ask for.", examples=[48])
     running_cpus: int = Field(description="CPUs the running jobs hold.", examples=[16])
     pending_by_reason: dict[str, int] = Field(examples=[{"Resources": 1, "Priority": 11}])
+
+
+class JobUpdate(BaseModel):
+    """``PATCH /api/jobs/{job_id}``: what scontrol update may change of a pending job; omitted fields stay."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"time_limit": "30:00", "nice": 10}})
+
+    time_limit: Union[StrictStr, StrictInt, None] = Field(
+        None, description="New time limit (-t's forms; 0 or UNLIMITED: none). Users may only lower it.",
+        examples=["30:00"])
+    priority: StrictInt | None = Field(None, ge=0, le=4_294_967_295, description="New admin priority "
+                                       "(admins only).", examples=[100])
+    nice: StrictInt | None = Field(None, ge=-2_147_483_645, le=2_147_483_645, description="New nice value; "
+                                   "below 0 for admins only.", examples=[10])
+    comment: StrictStr | None = Field(None, max_length=4096, description="New comment.")
+    name: StrictStr | None = Field(None, min_length=1, max_length=255, description="New job name.")
+
+    @field_validator("time_limit")
+    @classmethod
+    def _time(cls, value: str | int | None) -> int | None:
+        if value is None:
+            return None
+        seconds = time_limit_s(value)
+        return seconds if seconds is not None else 0  # 0: unlimited (None means "not given")
+
+    @field_validator("comment", "name")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL bytes")
+        return value

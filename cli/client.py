@@ -100,6 +100,14 @@ class ApiClient:
         finally:
             self.close()  # the stream ended or was abandoned: this connection is not reusable
 
+    def nodes(self) -> list[dict[str, Any]]:
+        """``GET /api/nodes``: every node with its capacity and what is allocated."""
+        return self._request("GET", "/api/nodes")["nodes"]
+
+    def update_job(self, job_id: int | str, changes: dict[str, Any]) -> dict[str, Any]:
+        """``PATCH /api/jobs/{id}``: change a pending job (scontrol update); ``{"updated": [...]}``."""
+        return self._request("PATCH", f"/api/jobs/{job_id}", body=changes)
+
     def close(self) -> None:
         """Close the connection (the next request opens a new one)."""
         if self._connection is not None:

@@ -7,15 +7,17 @@ from typing import Optional, Sequence
 import click
 
 from cli.app import app, call, fail
+from conductor.jobs import parse_job_ref
 
 
-def _ids(values: Sequence[str]) -> list[int]:
-    """Job ids as typed: ``42``, or ``40`` for a whole array (``40_3`` names one task: not yet)."""
+def _ids(values: Sequence[str]) -> list[str]:
+    """Job ids as typed: ``42`` (``40``: a whole array) or ``40_3`` (one task), checked."""
     ids = []
     for value in values:
-        if not (value.isascii() and value.isdigit()):
-            fail(f"{value!r} is not a job id", code=2)
-        ids.append(int(value))
+        try:
+            ids.append(str(parse_job_ref(value)))
+        except ValueError as exc:
+            fail(str(exc), code=2)
     return ids
 
 
@@ -50,12 +52,12 @@ def cancel(ctx: click.Context, job_ids: tuple[str, ...], signal: Optional[str], 
             click.echo(f"conductor: job {job_id} was not pending or running: nothing to do", err=True)
 
 
-def _filtered(ctx: click.Context, ids: list[int], filters: dict) -> list[int]:
+def _filtered(ctx: click.Context, ids: list[str], filters: dict) -> list[str]:
     states = [filters["state"].upper()] if filters["state"] else ["PENDING", "RUNNING"]
     params = {"state": states, **{k: v for k, v in filters.items() if v is not None and k != "state"}}
     if ids:
-        params["job_id"] = ids
-    return [job["job_id"] for job in call(lambda c: c.all_jobs(params), ctx)]
+        params["job"] = ids
+    return [job["display_id"] for job in call(lambda c: c.all_jobs(params), ctx)]
 
 
 @app.command()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -77,13 +78,36 @@ def submit(ctx: click.Context) -> None:
     except sbatch.HelpRequested as help_text:
         click.echo(str(help_text), nl=False)
         return
+    except sbatch.ScriptError as exc:
+        fail(str(exc).replace("\n", " "))
     except sbatch.UsageError as exc:
         fail(str(exc), code=2)
+    if submission.warning():
+        click.echo(f"conductor: warning: {submission.warning()}", err=True)
+    if submission.test_only:
+        click.echo("conductor: --test-only: the options and the script are valid; nothing was submitted", err=True)
+        return
     reply = call(lambda c: c.submit(submission.body), ctx)
     job_id = reply["job_id"]
-    click.echo(str(job_id) if submission.parsable else f"Submitted batch job {job_id}")
+    if not submission.quiet:
+        click.echo(str(job_id) if submission.parsable else f"Submitted batch job {job_id}")
     if submission.wait:
         raise click.exceptions.Exit(_wait_for_exit_code(ctx, job_id))
+
+
+@app.command("slurm-commands")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def slurm_commands(directory: Path) -> None:
+    """Write Slurm's commands (sbatch squeue scancel sacct scontrol sinfo; srun in a job) into DIRECTORY.
+
+    Opt-in, so they never shadow a real Slurm: put them first on PATH yourself.
+    Example: conductor slurm-commands ~/.conductor/bin && export PATH=~/.conductor/bin:$PATH
+    """
+    from cli.slurm import write_commands
+
+    written = write_commands(directory.expanduser())
+    click.echo(f"wrote {' '.join(path.name for path in written)} into {directory}")
+    click.echo(f"use them with: export PATH={directory.expanduser().resolve()}:$PATH")
 
 
 def _wait_for_exit_code(ctx: click.Context, job_id: int) -> int:

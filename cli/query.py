@@ -16,7 +16,7 @@ import click
 
 from cli import render
 from cli.app import Command, app, call, fail
-from conductor.jobs import JobState
+from conductor.jobs import JobState, parse_job_ref
 
 if TYPE_CHECKING:
     from cli.client import ApiClient
@@ -57,7 +57,7 @@ _NAME = click.option("-n", "--name", help="Only jobs with these names (comma lis
 _JOBS = click.option("-j", "--jobs", help="Only these job ids (comma list).")
 _NOHEADER = click.option("--noheader", is_flag=True, help="No header line.")
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print the API's job objects as JSON.")
-_JOB_ID = click.argument("job_id", type=click.IntRange(min=1), metavar="job_id")
+_JOB_ID = click.argument("job_id", metavar="job_id")  # 42, or 40_2 (checked by _job_ref)
 
 
 def _split(text: Optional[str]) -> list[str]:
@@ -70,18 +70,21 @@ def _states(text: str) -> list[str]:
     return [] if "ALL" in names else names  # an unknown name is refused by the API, naming it
 
 
-def _job_ids(text: Optional[str]) -> list[int]:
+def _job_ids(text: Optional[str]) -> list[str]:
+    """-j: job ids as Slurm names them (42: an array's id means all its tasks; 40_2: one task)."""
     ids = _split(text)
-    if not all(part.isdigit() for part in ids):
-        fail(f"-j/--jobs: {text!r} is not a comma list of job ids", code=2)
-    return [int(part) for part in ids]
+    try:
+        return [str(parse_job_ref(part)) for part in ids]
+    except ValueError:
+        fail(f"-j/--jobs: {text!r} is not a comma list of job ids (42, 40_2)", code=2)
+        raise
 
 
 def _filters(user: Optional[str], account: Optional[str], partition: Optional[str], name: Optional[str],
              jobs: Optional[str]) -> dict[str, Any]:
     """Query parameters of GET /api/jobs for the common filter options."""
     params = {"user": _split(user), "account": _split(account), "partition": _split(partition),
-              "name": _split(name), "job_id": _job_ids(jobs)}
+              "name": _split(name), "job": _job_ids(jobs)}
     return {key: value for key, value in params.items() if value}
 
 
@@ -226,14 +229,14 @@ def partitions(ctx: click.Context, noheader: bool, as_json: bool) -> None:
 @click.option("-o", "--oneliner", is_flag=True, help="All fields on one line.")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's job object as JSON.")
 @click.pass_context
-def show(ctx: click.Context, job_id: int, oneliner: bool, as_json: bool) -> None:
+def show(ctx: click.Context, job_id: str, oneliner: bool, as_json: bool) -> None:
     """Show every field of a job as Key=Value, like scontrol show job.
 
     conductor show JOBID [-o] [--json]
 
     Example: conductor show 42
     """
-    job = call(lambda client: client.job(job_id), ctx)
+    job = call(lambda client: client.job(_job_ref(job_id)), ctx)
     if as_json:
         _print_json(job)
         return
@@ -247,7 +250,7 @@ def show(ctx: click.Context, job_id: int, oneliner: bool, as_json: bool) -> None
 @click.option("--err", is_flag=True, help="Print stderr (the stdout file when the job has no -e).")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new output until the job ends (streamed by the API).")
 @click.pass_context
-def logs(ctx: click.Context, job_id: int, err: bool, follow: bool) -> None:
+def logs(ctx: click.Context, job_id: str, err: bool, follow: bool) -> None:
     """Print a job's output; with -f follow it until the job ends, like tail -f.
 
     conductor logs JOBID [--err] [-f]
@@ -257,10 +260,20 @@ def logs(ctx: click.Context, job_id: int, err: bool, follow: bool) -> None:
     Example: conductor logs 42 -f
     """
     stream = "stderr" if err else "stdout"
-    call(lambda client: _print_output(client, job_id, stream, follow=follow), ctx)  # ^C: exit 130 (cli.app)
+    ref = _job_ref(job_id)
+    call(lambda client: _print_output(client, ref, stream, follow=follow), ctx)  # ^C: exit 130 (cli.app)
 
 
-def _print_output(client: ApiClient, job_id: int, stream: str, *, follow: bool) -> None:
+def _job_ref(text: str) -> str:
+    """A job id as typed (42, 40_2), checked: ``int()`` would read 42420_4 as 424204."""
+    try:
+        return str(parse_job_ref(text))
+    except ValueError as exc:
+        fail(str(exc), code=2)
+        raise
+
+
+def _print_output(client: ApiClient, job_id: str, stream: str, *, follow: bool) -> None:
     """Read the file from the start; with ``follow`` keep reading until the job is final and all is read."""
     if follow:
         _follow_output(client, job_id, stream)
@@ -280,7 +293,7 @@ def _print_output(client: ApiClient, job_id: int, stream: str, *, follow: bool) 
             return
 
 
-def _follow_output(client: ApiClient, job_id: int, stream: str) -> None:
+def _follow_output(client: ApiClient, job_id: str, stream: str) -> None:
     """Print the output events of the follow stream until its end event (the job is final, all is sent)."""
     offset, retries = 0, 0
     while True:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Callable, Mapping
 
-from conductor import arrays, dependencies, directives, slurm_options, units
+from conductor import arrays, dependencies, directives, jobs, slurm_options, units
 
 WRAP_TEMPLATE = "#!/bin/sh\n# This script was created by conductor submit --wrap.\n\n{command}\n"
 #: sbatch's default adjustment for a bare --nice.
@@ -26,16 +27,55 @@ class UsageError(Exception):
     """A bad option or value; the message names it."""
 
 
+class ScriptError(UsageError):
+    """The script itself is refused (missing, empty, no #! line): sbatch exits 1 for these, not 255."""
+
+
+#: sbatch's options conductor accepts without honouring them: (flags, takes a value).  A job that
+#: names one runs anyway, and the submit prints one warning line naming them (sbatch never refuses).
+IGNORED_OPTIONS: tuple[tuple[tuple[str, ...], bool], ...] = (
+    (("--mail-type",), True), (("--mail-user",), True), (("-q", "--qos"), True), (("-C", "--constraint"), True),
+    (("-L", "--licenses"), True), (("--reservation",), True), (("-M", "--clusters"), True),
+    (("--acctg-freq",), True), (("--bb",), True), (("--bbf",), True), (("--contiguous",), False),
+    (("-S", "--core-spec"), True), (("--cores-per-socket",), True), (("--cpu-freq",), True),
+    (("--cpus-per-gpu",), True), (("--deadline",), True), (("--delay-boot",), True),
+    (("-m", "--distribution"), True), (("-B", "--extra-node-info"), True), (("--gpu-bind",), True),
+    (("--gpu-freq",), True), (("--gpus-per-socket",), True), (("--gpus-per-task",), True),
+    (("--gres-flags",), True), (("--hint",), True), (("--ignore-pbs",), False), (("--mcs-label",), True),
+    (("--mem-bind",), True), (("--mem-per-gpu",), True), (("--mincpus",), True), (("--network",), True),
+    (("-k", "--no-kill"), False), (("-w", "--nodelist"), True), (("-x", "--exclude"), True),
+    (("-F", "--nodefile"), True), (("--ntasks-per-core",), True), (("--ntasks-per-gpu",), True),
+    (("--ntasks-per-socket",), True), (("-O", "--overcommit"), False), (("-s", "--oversubscribe"), False),
+    (("--power",), True), (("--profile",), True), (("--propagate",), True), (("--reboot",), False),
+    (("--sockets-per-node",), True), (("--spread-job",), False), (("--switches",), True),
+    (("--thread-spec",), True), (("--threads-per-core",), True), (("--time-min",), True), (("--tmp",), True),
+    (("--uid",), True), (("--gid",), True), (("--use-min-nodes",), False), (("-v", "--verbose"), False),
+    (("--wait-all-nodes",), True), (("--wckey",), True), (("--cluster-constraint",), True),
+    (("--container",), True), (("-i", "--input"), True), (("--export-file",), True), (("--x11",), False),
+    (("--prefer",), True), (("--batch",), True), (("--priority-tier",), True),
+)
+
+
+class _Ignored(argparse.Action):
+    """Records the option's name (for the one warning line) and drops its value."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001, ANN204
+        names = list(getattr(namespace, "ignored", None) or [])
+        if self.dest not in names:
+            names.append(self.dest)
+        namespace.ignored = names
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse would exit(2) with usage text
         raise UsageError(message.removeprefix("argument "))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "conductor submit") -> argparse.ArgumentParser:
     """The options, named and abbreviated as sbatch's."""
     parser = _Parser(
-        prog="conductor submit", add_help=False, argument_default=None,
-        usage="conductor submit [OPTIONS] [SCRIPT [ARGS...]]",
+        prog=prog, add_help=False, argument_default=None, allow_abbrev=False,
+        usage=f"{prog} [OPTIONS] [SCRIPT [ARGS...]]",
         description="Submit a batch script, like sbatch. The script is read from SCRIPT, or from stdin "
                     "when SCRIPT is omitted or '-'; #SBATCH and #CONDUCTOR lines before its first command "
                     "are read as options, and the command line overrides them.",
@@ -80,6 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
     add("-H", "--hold", action="store_const", const=True, help="submit held (release with conductor release)")
     add("-b", "--begin", metavar="TIME", type=_begin, help="not before: now+N[minutes|hours|days], HH:MM, "
                                                            "YYYY-MM-DD[THH:MM]")
+    add("--comment", metavar="TEXT", help="a comment, shown by squeue -o %%k and scontrol show job")
+    add("--open-mode", dest="open_mode", metavar="append|truncate", type=_open_mode,
+        help="append to or truncate (default) the output files")
+    add("--signal", dest="warning_signal", metavar="[B:]SIG[@TIME]", type=_warning_signal,
+        help="send SIG TIME seconds (default 60) before the time limit; B: only to the batch shell")
+    add("--exclusive", nargs="?", const="exclusive", metavar="user|mcs", help="whole nodes, shared with no other job")
+    add("--get-user-env", dest="get_user_env", nargs="?", const="1", metavar="[TIMEOUT][S|L]",
+        help="sets SLURM_GET_USER_ENV (the login environment itself is not loaded here)")
+    add("-Q", "--quiet", action="store_const", const=True, help="print nothing (not even the --parsable id)")
+    add("--test-only", dest="test_only", action="store_const", const=True,
+        help="check the options and the script, submit nothing")
+    for flags, takes_value in IGNORED_OPTIONS:
+        add(*flags, dest=flags[-1], action=_Ignored, nargs=None if takes_value else 0, help=argparse.SUPPRESS)
+    # (dest is the long flag itself, e.g. "--qos": it names the option in the warning)
     add("script", nargs="?", help="the batch script ('-' or nothing: stdin)")
     add("args", nargs="*", help="arguments for the script (after --, options too)")
     return parser
@@ -146,6 +200,13 @@ def _yes_no(text: str) -> bool:
     return text.strip().lower() == "yes"
 
 
+def _open_mode(text: str) -> str:
+    if text.strip().lower() not in jobs.OPEN_MODES:
+        raise argparse.ArgumentTypeError(f"{text!r}: use append or truncate")
+    return text.strip().lower()
+
+
+_warning_signal = _checked(lambda text: str(jobs.parse_warning_signal(text)))
 _dependency = _checked(dependencies.parse, keep_text=True)
 _memory = _checked(units.parse_memory_mb)
 _time = _checked(units.parse_time_limit_s, keep_text=True)
@@ -160,27 +221,77 @@ class Submission:
     body: dict
     wait: bool
     parsable: bool
+    quiet: bool = False
+    test_only: bool = False
+    ignored: tuple[str, ...] = ()  #: options given that conductor does not honour (one warning names them)
+
+    def warning(self) -> str | None:
+        """The one line that names the options given that conductor does not honour; None if none."""
+        if not self.ignored:
+            return None
+        names = ", ".join(self.ignored)
+        return f"{names}: accepted but not honoured by conductor (the job runs without them)"
+
+
+def split_at_script(argv: list[str], parser: argparse.ArgumentParser | None = None) -> list[str]:
+    """sbatch's own rule: the first word that is neither an option nor an option's value is the script,
+    and everything after it is the script's (options too).  Returns argv with ``--`` after the script."""
+    actions = (parser or build_parser())._option_string_actions
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word == "--":
+            return argv
+        if not word.startswith("-") or word == "-":
+            return [*argv[:index + 1], "--", *argv[index + 1:]]
+        name = word.split("=", 1)[0]
+        action = actions.get(name) or (actions.get(word[:2]) if not word.startswith("--") else None)
+        takes_value = action is not None and action.nargs is None and not isinstance(
+            action, (argparse._StoreConstAction, argparse._StoreTrueAction))
+        attached = "=" in word or (not word.startswith("--") and len(word) > 2)
+        index += 2 if takes_value and not attached else 1
+    return argv
 
 
 def parse(argv: list[str], *, stdin_text: str | None = None, environ: Mapping[str, str] | None = None,
-          cwd: Path | None = None) -> Submission:
+          cwd: Path | None = None, prog: str = "conductor submit") -> Submission:
     """Options from the command line and the script's directives -> the API's submit body."""
     environ = os.environ if environ is None else environ
-    parser = build_parser()
+    parser = build_parser(prog)
     command_line = _parse_command_line(parser, argv)
     if command_line.help:
         raise HelpRequested(parser.format_help())
     cwd = cwd or Path.cwd()
     script, default_name = _script(command_line, stdin_text, cwd)
-    try:
-        directive_tokens = directives.directive_arguments(script)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    from_script = parser.parse_args([*directive_tokens, "-"]) if directive_tokens else argparse.Namespace()
-    options = _merge(from_script, command_line)
+    options = _merge(_directive_options(parser, script, command_line.script or "(stdin)"), command_line)
     _refuse_unsupported(options)
-    return Submission(body=_body(options, script, default_name, environ, cwd),
-                      wait=bool(options.get("wait")), parsable=bool(options.get("parsable")))
+    body = _body(options, script, default_name, environ, cwd)
+    if command_line.script not in (None, "-") and command_line.wrap is None:
+        body["job"]["command"] = str((cwd / command_line.script).resolve())
+    return Submission(body=body, wait=bool(options.get("wait")), parsable=bool(options.get("parsable")),
+                      quiet=bool(options.get("quiet")), test_only=bool(options.get("test_only")),
+                      ignored=tuple(options.get("ignored", ())))
+
+
+def _directive_options(parser: argparse.ArgumentParser, script: str, source: str) -> argparse.Namespace:
+    """The #SBATCH lines, read one by one (a later line overrides an earlier one); a bad one is named
+    by its file and line: ``job.sh:3: #SBATCH --time=x: ...``."""
+    try:
+        lines = directives.directive_lines(script)
+    except ValueError as exc:
+        raise UsageError(f"{source}: {exc}") from None
+    merged = argparse.Namespace()
+    for number, line, tokens in lines:
+        try:
+            parsed = parser.parse_args([*tokens, "-"])
+        except UsageError as exc:
+            raise UsageError(f"{source}:{number}: {line.strip()}: {exc}") from None
+        for key, value in vars(parsed).items():
+            if key == "ignored" and value:
+                merged.ignored = list(dict.fromkeys([*(getattr(merged, "ignored", None) or []), *value]))
+            elif value is not None and key not in ("script", "args"):
+                setattr(merged, key, value)
+    return merged
 
 
 class HelpRequested(Exception):
@@ -194,17 +305,34 @@ def _script(options: argparse.Namespace, stdin_text: str | None, cwd: Path) -> t
         return WRAP_TEMPLATE.format(command=options.wrap), "wrap"
     if options.script in (None, "-"):
         text = sys.stdin.read() if stdin_text is None else stdin_text
-        return text, "sbatch"
+        return _batch_script(text), "sbatch"
     path = cwd / options.script
     try:
-        return path.read_text(encoding="utf-8"), path.name
+        return _batch_script(path.read_text(encoding="utf-8")), path.name
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read script {options.script}: {exc.strerror or exc}") from None
+        raise ScriptError(f"Unable to open file {options.script}: {exc.strerror or exc}") from None
+
+
+#: sbatch's words for a script without an interpreter line.
+NOT_A_BATCH_SCRIPT = ("This does not look like a batch script.  The first\n"
+                      "line must start with #! followed by the path to an interpreter.\n"
+                      "For instance: #!/bin/sh")
+
+
+def _batch_script(text: str) -> str:
+    """The script, if sbatch would take it: not empty, and its first line a #! line."""
+    if not text.strip():
+        raise ScriptError("Batch script is empty!")
+    if not text.startswith("#!"):
+        raise ScriptError(NOT_A_BATCH_SCRIPT)
+    return text
 
 
 def _merge(from_script: argparse.Namespace, command_line: argparse.Namespace) -> dict:
     merged = {key: value for key, value in vars(from_script).items() if value is not None}
+    ignored = [*(merged.get("ignored") or []), *(getattr(command_line, "ignored", None) or [])]
     merged.update({key: value for key, value in vars(command_line).items() if value is not None})
+    merged["ignored"] = list(dict.fromkeys(ignored))
     merged["args"] = command_line.args or []
     return merged
 
@@ -235,27 +363,35 @@ def _layout(options: dict) -> tuple[int, int, int]:
 
 
 def _body(options: dict, script: str, default_name: str, environ: Mapping[str, str], cwd: Path) -> dict:
-    cpus = options.get("cpus_per_task", 1)
-    nodes, tasks, gpus = _layout(options)
+    """The submit body: options as given (the API derives the rest: tasks per node from -n, memory
+    from --mem-per-cpu, GPUs per node from -G), since the job's SLURM_* variables name only those."""
+    nodes, _, _ = _layout(options)
+    export = options.get("export")
+    environment = export_environment(export or "ALL", environ)
+    # sbatch puts these in the job's environment at submit (sbatch.c: _set_submit_dir_env, _set_prio_process_env).
+    environment.update(SLURM_SUBMIT_DIR=str(cwd), SLURM_SUBMIT_HOST=socket.gethostname().split(".")[0],
+                       SLURM_PRIO_PROCESS=str(os.getpriority(os.PRIO_PROCESS, 0)))
     job: dict = {
         "name": options.get("name", default_name), "account": options.get("account", ""),
-        "cpus_per_task": cpus, "ntasks_per_node": tasks, "argv": list(options["args"]),
-        "user": getpass.getuser(), "environment": export_environment(options.get("export", "ALL"), environ),
+        "argv": list(options["args"]), "user": getpass.getuser(), "environment": environment,
         "current_working_directory": str((cwd / options.get("chdir", ".")).resolve()),
     }
     if nodes != 1:
         job["nodes"] = nodes
-    if gpus:
-        job["gpus_per_node"] = gpus
-    if options.get("mem") is not None:
-        job["memory_per_node"] = options["mem"]
-    elif options.get("mem_per_cpu") is not None:
-        job["memory_per_node"] = slurm_options.memory_per_node_mb(options["mem_per_cpu"], cpus, tasks)
+    if options.get("exclusive") is not None:
+        job["exclusive"] = True
+    if options.get("get_user_env") is not None:
+        job["get_user_env"] = True
     renames = {"partition": "partition", "time": "time_limit", "output": "standard_output",
                "error": "standard_error", "requeue": "requeue", "nice": "nice", "priority": "priority",
                "array": "array", "dependency": "dependency", "kill_on_invalid_dep": "kill_on_invalid_dependency",
-               "hold": "hold", "begin": "begin_time"}
+               "hold": "hold", "begin": "begin_time", "cpus_per_task": "cpus_per_task",
+               "ntasks_per_node": "ntasks_per_node", "ntasks": "tasks", "mem": "memory_per_node",
+               "mem_per_cpu": "memory_per_cpu", "gpus": "gpus", "gpus_per_node": "gpus_per_node",
+               "comment": "comment", "open_mode": "open_mode", "warning_signal": "signal", "export": "export"}
     job.update({api: options[key] for key, api in renames.items() if options.get(key) is not None})
+    if options.get("gres") is not None:
+        job["tres_per_node"] = f"gres/gpu:{options['gres']}"
     return {"job": job, "script": script}
 
 

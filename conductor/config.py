@@ -60,6 +60,13 @@ class Settings(BaseModel):
     max_script_bytes: int = Field(1024 * 1024, ge=1)
     allowed_dirs: tuple[Path, ...] = ()
     log_level: str = "INFO"
+    #: slurm.conf's ClusterName: SLURM_CLUSTER_NAME of jobs, sacct's Cluster.
+    cluster_name: str = Field("conductor", min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$")
+    #: slurm.conf's FirstJobId: the id a new database gives its first job.
+    first_job_id: int = Field(1, ge=1, le=2**31 - 1)
+    #: Output file of a job that gives no -o (sbatch's slurm-%j.out), and of an array task.
+    job_output_pattern: str = Field("slurm-%j.out", min_length=1)
+    job_array_output_pattern: str = Field("slurm-%A_%a.out", min_length=1)
     #: Partitions (PARTITION_<NAME> keys); none configured: open (any name, every node).
     partitions: tuple[Partition, ...] = ()
     scheduler_backfill: bool = True

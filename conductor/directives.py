@@ -19,19 +19,24 @@ PREFIXES = ("#SBATCH", "#CONDUCTOR")
 
 def directive_arguments(script: str) -> list[str]:
     """The option tokens of every directive before the script's first command."""
-    tokens: list[str] = []
-    for line in script.splitlines():
+    return [token for _, _, tokens in directive_lines(script) for token in tokens]
+
+
+def directive_lines(script: str) -> list[tuple[int, str, list[str]]]:
+    """Each directive before the script's first command: (line number from 1, the line, its tokens)."""
+    found: list[tuple[int, str, list[str]]] = []
+    for number, line in enumerate(script.splitlines(), start=1):
         stripped = line.strip()
         if not stripped:
             continue
         prefix = next((p for p in PREFIXES if line.startswith(p)), None)
         if prefix is not None and (len(line) == len(prefix) or line[len(prefix)].isspace()):
-            tokens.extend(_split(line[len(prefix):], line))
+            found.append((number, line, _split(line[len(prefix):], line)))
             continue
         if stripped.startswith("#"):
             continue
         break
-    return tokens
+    return found
 
 
 def _split(text: str, line: str) -> list[str]:

@@ -76,8 +76,16 @@ class Reason(str, Enum):
 #: Job name Slurm gives a script read from stdin.
 DEFAULT_JOB_NAME = "sbatch"
 DEFAULT_PARTITION = "default"
-DEFAULT_OUTPUT_PATTERN = "conductor-%j.out"
-DEFAULT_ARRAY_OUTPUT_PATTERN = "conductor-%A_%a.out"
+#: sbatch's default output files (JOB_OUTPUT_PATTERN / JOB_ARRAY_OUTPUT_PATTERN change them).
+DEFAULT_OUTPUT_PATTERN = "slurm-%j.out"
+DEFAULT_ARRAY_OUTPUT_PATTERN = "slurm-%A_%a.out"
+#: --open-mode values.
+OPEN_MODES = ("append", "truncate")
+#: JobSpec.given: options whose SLURM_* variable sbatch sets only when the option was given.
+GIVEN_OPTIONS = frozenset({"cpus_per_task", "ntasks_per_node", "memory_per_node", "gpus", "gpus_per_node"})
+#: --signal's default lead time (seconds before the time limit) and its largest value.
+DEFAULT_SIGNAL_LEAD_S = 60
+MAX_SIGNAL_LEAD_S = 65535
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,21 @@ class JobSpec:
     gpus_per_node: int = 0  #: --gpus / --gres=gpu:N
     #: Unix account the script runs as (sbatch --uid); empty: the service's own user (AUTH=none, or not root).
     run_as: str = ""
+    #: Options whose SLURM_* variable exists only when they were given (sbatch's "only set if"):
+    #: names from GIVEN_OPTIONS.
+    given: frozenset[str] = frozenset()
+    ntasks: int | None = None  #: -n as given (SLURM_NTASKS)
+    memory_per_cpu_mb: int | None = None  #: --mem-per-cpu as given (memory_per_node_mb is derived from it)
+    export: str | None = None  #: --export as given (SLURM_EXPORT_ENV)
+    get_user_env: bool = False  #: --get-user-env (SLURM_GET_USER_ENV)
+    open_mode: str | None = None  #: --open-mode: append or truncate (None: truncate, SLURM_OPEN_MODE unset)
+    warning_signal: str | None = None  #: --signal as ``[B:]NUMBER@SECONDS`` (see parse_warning_signal)
+    exclusive: bool = False  #: --exclusive: whole nodes, shared with no other job
+    comment: str | None = None  #: --comment
+    command: str | None = None  #: the script's path as submitted (scontrol's Command); None for --wrap/stdin
+    array_spec: str | None = None  #: --array as given (SLURM_ARRAY_TASK_COUNT/MIN/MAX/STEP)
+    cluster: str = ""  #: the cluster the job belongs to (SLURM_CLUSTER_NAME); the service fills it in
+    submit_host: str = ""  #: where it was submitted from (SLURM_SUBMIT_HOST); the service fills it in
 
     @property
     def per_node(self) -> Resources:
@@ -217,40 +240,75 @@ def expand_output_pattern(
     return _PATTERN.sub(replace, pattern)
 
 
-def job_environment(job: Job, *, node_name: str, node_list: Sequence[str] = ()) -> dict[str, str]:
-    """The job's own environment plus CONDUCTOR_* and Slurm's SLURM_* variables.
+@dataclass(frozen=True)
+class JobRef:
+    """A job as Slurm's commands name it: ``42``, or ``40_2`` (task 2 of array 40)."""
 
-    ``node_name`` is where the script runs (the first of ``node_list`` for a multi-node job).
+    job_id: int
+    task_id: int | None = None
+
+    def __str__(self) -> str:
+        return str(self.job_id) if self.task_id is None else f"{self.job_id}_{self.task_id}"
+
+
+_JOB_REF = re.compile(r"([0-9]+)(?:_([0-9]+))?")
+
+
+def parse_job_ref(text: str) -> JobRef:
+    """``42`` or ``40_2`` (ASCII digits only: ``int()`` would read ``42420_4`` as 424204); ValueError else."""
+    match = _JOB_REF.fullmatch(text.strip()) if text.isascii() else None
+    if match is None or int(match.group(1)) < 1:
+        raise ValueError(f"{text!r} is not a job id (42, or 40_2 for task 2 of array 40)")
+    task = match.group(2)
+    return JobRef(int(match.group(1)), int(task) if task is not None else None)
+
+
+@dataclass(frozen=True)
+class WarningSignal:
+    """--signal=[B:]SIG[@TIME]: send ``signal`` ``lead_s`` seconds before the time limit."""
+
+    signal: int
+    lead_s: int = DEFAULT_SIGNAL_LEAD_S
+    batch_only: bool = False  #: B: only the batch shell, not the whole process group
+
+    def __str__(self) -> str:
+        return f"{'B:' if self.batch_only else ''}{self.signal}@{self.lead_s}"
+
+
+def parse_warning_signal(text: str) -> WarningSignal:
+    """sbatch's ``--signal=[{R|B}:]<sig>[@sig_time]`` (sig by name or number; R: is accepted and has no
+    effect here, as there are no reservations); ValueError naming what is wrong."""
+    import signal as signals  # the standard library's names; no I/O
+
+    rest, flags = text.strip(), ""
+    if ":" in rest:
+        flags, _, rest = rest.partition(":")
+        if not flags or not set(flags.upper()) <= {"B", "R"}:
+            raise ValueError(f"{text!r}: the prefix before ':' must be B, R or RB")
+    name, at, lead = rest.partition("@")
+    number = _signal_number(name, signals)
+    if at and not (lead.isascii() and lead.isdigit() and int(lead) <= MAX_SIGNAL_LEAD_S):
+        raise ValueError(f"{text!r}: the time after @ must be 0 to {MAX_SIGNAL_LEAD_S} seconds")
+    return WarningSignal(number, int(lead) if at else DEFAULT_SIGNAL_LEAD_S, "B" in flags.upper())
+
+
+def _signal_number(name: str, signals) -> int:  # noqa: ANN001 - the signal module
+    text = name.strip().upper()
+    if text.isascii() and text.isdigit() and 0 < int(text) < signals.NSIG:
+        return int(text)
+    try:
+        return int(signals.Signals[text if text.startswith("SIG") else f"SIG{text}"])
+    except KeyError:
+        raise ValueError(f"{name!r} is not a signal name or number") from None
+
+
+def job_environment(job: Job, *, node_name: str, node_list: Sequence[str] = (),
+                    per_node: Resources | None = None) -> dict[str, str]:
+    """The job's own environment plus CONDUCTOR_* and sbatch's SLURM_* variables (conductor.environment).
+
+    ``node_name`` is where the script runs (the first of ``node_list`` for a multi-node job);
+    ``per_node`` is what the job holds on each node (an --exclusive job holds whole nodes).
     """
-    spec = job.spec
-    nodes = list(node_list) or [node_name]
-    values = {
-        "JOB_ID": str(job.id),
-        "JOB_NAME": spec.name,
-        "JOB_USER": spec.user,
-        "JOB_ACCOUNT": spec.account,
-        "JOB_PARTITION": spec.partition,
-        "JOB_NODELIST": ",".join(nodes),
-        "JOB_NUM_NODES": str(len(nodes)),
-        "NNODES": str(len(nodes)),
-        "CPUS_PER_TASK": str(spec.cpus_per_task),
-        "NTASKS_PER_NODE": str(spec.ntasks_per_node),
-        "NTASKS": str(spec.ntasks_per_node * len(nodes)),
-        "CPUS_ON_NODE": str(spec.per_node.cpus),
-        "MEM_PER_NODE": str(spec.memory_per_node_mb),
-        "SUBMIT_DIR": spec.working_dir,
-        "RESTART_COUNT": str(job.restart_count),
-    }
-    if spec.gpus_per_node:
-        values["GPUS_ON_NODE"] = str(spec.gpus_per_node)
-    if spec.array_job_id is not None and spec.array_task_id is not None:
-        values.update(ARRAY_JOB_ID=str(spec.array_job_id), ARRAY_TASK_ID=str(spec.array_task_id))
-    env = dict(spec.environment)
-    for key, value in values.items():
-        env[f"CONDUCTOR_{key}"] = value
-        env[f"SLURM_{key}"] = value
-    env["SLURM_JOBID"] = str(job.id)
-    if spec.dependency:
-        env["SLURM_JOB_DEPENDENCY"] = spec.dependency  # sbatch: the value of --dependency
-    env["SLURMD_NODENAME"] = node_name
-    return env
+    from conductor import environment  # it builds on this module's types
+
+    return environment.batch_environment(job, node_name=node_name, node_list=node_list, per_node=per_node)

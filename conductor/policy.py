@@ -24,7 +24,7 @@ A job no set of live nodes of its partition could ever hold does not block anyon
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Iterable, Mapping, Sequence
 
@@ -51,6 +51,8 @@ class Candidate:
     nodes: int = 1
     #: Expected run time (the time limit, or the partition's default); None: no limit.
     time_limit_s: float | None = None
+    #: --exclusive: whole nodes (all their CPUs and GPUs, its own memory), shared with no other job.
+    exclusive: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,8 +127,10 @@ def plan_pass(pending: Sequence[Candidate], nodes: Sequence[Node], free_slots: i
                 timelines[node.ray_node_id].add(now_s, _end(hold.end_s, now_s), hold.allocation.per_node)
     reserved = 0
     for job in pending:
-        need = job.per_node
         mine = [node for node in nodes if node.serves(job.partition)]
+        if job.exclusive:
+            job, mine = _whole_nodes(job, mine, free)
+        need = job.per_node
         if sum(need.fits_in(node.capacity) for node in mine) < job.nodes:
             plan.reasons[job.job_id] = Reason.PARTITION_CONFIG
             continue
@@ -161,6 +165,27 @@ def plan_pass(pending: Sequence[Candidate], nodes: Sequence[Node], free_slots: i
                     timelines[node.ray_node_id].add(start_s, start_s + duration_s, need)
                 plan.expected_start_s[job.job_id] = start_s
     return plan
+
+
+def _whole_nodes(job: Candidate, mine: list[Node], free: Mapping[str, Resources]) -> tuple[Candidate, list[Node]]:
+    """An --exclusive job as the policy places it: on nodes of one shape, taking each node's CPUs and GPUs.
+
+    As every job needs a CPU, a node whose CPUs an exclusive job holds takes no other job, and the job
+    fits only where nothing runs.  Shapes are tried smallest first; one with enough idle nodes wins.
+    """
+    shapes: dict[Resources, list[Node]] = {}
+    for node in mine:
+        if job.per_node.fits_in(node.capacity):
+            shape = Resources(node.capacity.cpus, job.per_node.memory_mb, node.capacity.gpus)
+            shapes.setdefault(shape, []).append(node)
+    usable = sorted(((shape, group) for shape, group in shapes.items() if len(group) >= job.nodes),
+                    key=lambda item: (item[0].gpus, item[0].cpus, item[0].memory_mb))
+    if not usable:
+        return job, []
+    idle = [(shape, group) for shape, group in usable
+            if sum(shape.fits_in(free[node.ray_node_id]) for node in group) >= job.nodes]
+    shape, group = (idle or usable)[0]
+    return replace(job, per_node=shape), group
 
 
 def _end(end_s: float | None, now_s: float) -> float:

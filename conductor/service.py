@@ -7,9 +7,11 @@ a refused submission leaves nothing behind.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import logging
 import os
+import socket
 import time
 from dataclasses import replace
 from typing import Sequence
@@ -55,7 +57,9 @@ class JobService:
         engine = make_engine(settings.effective_database_url, pool_size=DB_POOL_SIZE)
         if apply_migrations:
             migrate(engine)
-        return cls(settings, JobRepository(engine), make_queue(settings, engine))
+        service = cls(settings, JobRepository(engine), make_queue(settings, engine))
+        service.seed_job_ids()
+        return service
 
     @property
     def repository(self) -> JobRepository:
@@ -70,6 +74,7 @@ class JobService:
         """Validate, store as PENDING, enqueue.  Raises InvalidJobSpec naming the field."""
         spec = self._complete(spec)
         self._validate(spec)
+        spec = self._with_output(spec, array=False)
         job = self._repo.add_job(spec, default_output_dir=self._output_dir())
         self._enqueue_or_forget([job.id])
         return job
@@ -78,6 +83,7 @@ class JobService:
         """One PENDING job per index, stored in one transaction; the first id names the array."""
         spec = replace(self._complete(spec), array_max_running=array.max_running)
         self._validate(spec)
+        spec = self._with_output(spec, array=True)
         tasks = self._repo.add_array(spec, array.indexes, default_output_dir=self._output_dir())
         self._enqueue_or_forget([task.id for task in tasks])
         return tasks
@@ -96,13 +102,29 @@ class JobService:
             except InvalidJobSpec as exc:
                 exc.index = index  # type: ignore[attr-defined] - which item, for the caller's error
                 raise
-            completed.append(spec)
+            completed.append(self._with_output(spec, array=False))
         stored = self._repo.add_jobs(completed, default_output_dir=self._output_dir())
         self._enqueue_or_forget([job.id for job in stored])
         return stored
 
     def _output_dir(self) -> str | None:
         return str(self._settings.job_output_dir) if self._settings.job_output_dir else None
+
+    def _with_output(self, spec: jobs.JobSpec, *, array: bool) -> jobs.JobSpec:
+        """Without -o, sbatch's default output file (JOB_OUTPUT_PATTERN; JOB_OUTPUT_DIR, when set, holds it)."""
+        if spec.stdout_pattern is not None:
+            return spec
+        pattern = self._settings.job_array_output_pattern if array else self._settings.job_output_pattern
+        output_dir = self._output_dir()
+        if output_dir and not pattern.startswith("/"):
+            pattern = f"{output_dir.rstrip('/')}/{pattern}"
+        return replace(spec, stdout_pattern=pattern)
+
+    def seed_job_ids(self) -> bool:
+        """FIRST_JOB_ID: the first id of a new database (one that never held a job); True when it was set."""
+        if self._settings.first_job_id <= 1:
+            return False
+        return self._repo.seed_first_job_id(self._settings.first_job_id)
 
     def _enqueue_or_forget(self, job_ids: list[int]) -> None:
         try:
@@ -116,13 +138,15 @@ class JobService:
 
     # -- control ---------------------------------------------------------------------------
 
-    def cancel(self, job_ids: list[int], *, signal_number: int | None = None) -> dict[str, list[int]]:
+    def cancel(self, job_ids: list[int], *, signal_number: int | None = None,
+               expand: bool = True) -> dict[str, list[int]]:
         """scancel: PENDING jobs end CANCELLED now; RUNNING ones are terminated by the scheduler.
 
         With ``signal_number`` the RUNNING jobs only receive that signal and go on.  An array
-        job's id stands for all its tasks.  Unknown ids raise JobNotFound.
+        job's id stands for all its tasks (unless ``expand`` is False: ids from resolve).  Unknown ids
+        raise JobNotFound.
         """
-        ids = self._existing(job_ids)
+        ids = self._existing(job_ids, expand)
         if signal_number is not None:
             running = [i for i, state in self._repo.states_of(ids).items() if state is jobs.JobState.RUNNING]
             self._queue.push(running, queue.SIGNAL, str(signal_number))
@@ -132,29 +156,61 @@ class JobService:
         self._queue.push(sorted(cancelled) + sorted(stopping), queue.CANCEL)
         return {"cancelled": sorted(cancelled), "signalled": sorted(stopping)}
 
-    def hold(self, job_ids: list[int], *, admin: bool = False) -> list[int]:
+    def hold(self, job_ids: list[int], *, admin: bool = False, expand: bool = True) -> list[int]:
         """Hold PENDING jobs (reason JobHeldUser, or JobHeldAdmin)."""
-        changed = self._repo.set_hold(self._existing(job_ids), "admin" if admin else "user")
+        changed = self._repo.set_hold(self._existing(job_ids, expand), "admin" if admin else "user")
         self._queue.push(changed, queue.RELOAD)
         return sorted(changed)
 
-    def release(self, job_ids: list[int]) -> list[int]:
+    def release(self, job_ids: list[int], *, expand: bool = True) -> list[int]:
         """Release held jobs."""
-        changed = self._repo.set_hold(self._existing(job_ids), None)
+        changed = self._repo.set_hold(self._existing(job_ids, expand), None)
         self._queue.push(changed, queue.RELOAD)
         return sorted(changed)
 
-    def requeue(self, job_ids: list[int]) -> dict[str, list[int]]:
+    def requeue(self, job_ids: list[int], *, expand: bool = True) -> dict[str, list[int]]:
         """scontrol requeue: RUNNING jobs are stopped and go back to PENDING; ended jobs too."""
-        ids = self._existing(job_ids)
+        ids = self._existing(job_ids, expand)
         running = [i for i, state in self._repo.states_of(ids).items() if state is jobs.JobState.RUNNING]
         self._queue.push(running, queue.REQUEUE)
         ended = self._repo.requeue_ended(ids)
         self._queue.push(ended)
         return {"requeued": sorted(set(running) | set(ended))}
 
-    def _existing(self, job_ids: list[int]) -> list[int]:
-        ids = self._repo.expand_ids(job_ids)
+    def resolve(self, refs: Sequence[jobs.JobRef]) -> list[int]:
+        """Job ids as Slurm names them -> the jobs' ids: ``42`` (and, when 42 is an array's id, every task
+        of the array), ``40_2`` (only that task).  JobNotFound names the first unknown one."""
+        plain = [ref.job_id for ref in refs if ref.task_id is None]
+        tasks = self._repo.array_task_ids((ref.job_id, ref.task_id) for ref in refs if ref.task_id is not None)
+        for ref in refs:
+            if ref.task_id is not None and (ref.job_id, ref.task_id) not in tasks:
+                raise JobNotFound(ref)  # type: ignore[arg-type] - shown as 40_9
+        return sorted(set(self._existing(plain)) | set(tasks.values())) if plain else sorted(set(tasks.values()))
+
+    def get_ref(self, ref: jobs.JobRef) -> jobs.Job:
+        """One job as Slurm names it: ``42`` (the job, or an array's first task) or ``40_2``."""
+        if ref.task_id is None:
+            return self._repo.get(ref.job_id)
+        found = self._repo.array_task_ids([(ref.job_id, ref.task_id)])
+        if not found:
+            raise JobNotFound(ref)  # type: ignore[arg-type] - shown as 40_9
+        return self._repo.get(found[(ref.job_id, ref.task_id)])
+
+    def update_pending(self, job_ids: list[int], changes: dict[str, object]) -> list[int]:
+        """scontrol update of pending jobs (time_limit_s, priority, nice, comment, name): those changed.
+
+        Values are validated by the caller; the scheduler re-reads each changed job.
+        """
+        if "time_limit_s" in changes:
+            for job in self._repo.get_many(job_ids):
+                self._check_partition_limits(replace(job.spec, time_limit_s=changes["time_limit_s"]),
+                                             self._partition(job.spec.partition))
+        changed = self._repo.update_pending(job_ids, changes) if changes else []
+        self._queue.push(changed, queue.RELOAD)
+        return changed
+
+    def _existing(self, job_ids: list[int], expand: bool = True) -> list[int]:
+        ids = self._repo.expand_ids(job_ids) if expand else sorted(set(job_ids))
         known = self._repo.states_of(ids)
         for job_id in job_ids:
             if job_id not in known:
@@ -173,8 +229,11 @@ class JobService:
         name = spec.partition or partition_config.default_of(self._settings.partitions).name
         partition = self._partition(name)
         time_limit_s = spec.time_limit_s if spec.time_limit_s is not None else partition.default_time_s
+        # sbatch puts its host in the job's environment; a REST client submits from here (as slurmrestd's host).
+        submit_host = spec.submit_host or spec.environment.get("SLURM_SUBMIT_HOST") or _submit_host()
         return replace(spec, user=spec.user or getpass.getuser(), memory_per_node_mb=memory_mb,
-                       partition=name, name=spec.name or jobs.DEFAULT_JOB_NAME, time_limit_s=time_limit_s)
+                       partition=name, name=spec.name or jobs.DEFAULT_JOB_NAME, time_limit_s=time_limit_s,
+                       cluster=spec.cluster or self._settings.cluster_name, submit_host=submit_host)
 
     def _partition(self, name: str) -> partition_config.Partition:
         found = partition_config.lookup(self._settings.partitions, name)
@@ -202,6 +261,7 @@ class JobService:
             raise InvalidJobSpec("current_working_directory", f"{spec.working_dir!r} is not an absolute path")
         self._check_user_may_enter(spec)
         self._check_dependency(spec.dependency)
+        _check_sbatch_options(spec)
         self._check_paths(spec)
         self._check_fits_a_node(spec)
 
@@ -381,22 +441,39 @@ class JobService:
                 components[name] = exc
         return components
 
-    def resolve(self, job_id: int, task_id: int | None = None) -> list[jobs.Job]:
+    def jobs_named(self, ref: jobs.JobRef) -> list[jobs.Job]:
         """The jobs a Slurm job id names, in id order: ``42`` (the job; for an array's id, all its
-        tasks) or, with ``task_id``, ``40_2`` (task 2 of array 40; empty when the array has no such task).
-
-        Raises JobNotFound when ``job_id`` is not a job.
-        """
-        found = [self._repo.get(job_id)]
-        if found[0].spec.array_job_id == job_id:
-            found = self._repo.get_many(self._repo.expand_ids([job_id]))
-        if task_id is not None:
-            found = [job for job in found if job.spec.array_job_id == job_id and job.spec.array_task_id == task_id]
-        return sorted(found, key=lambda job: job.id)
+        tasks) or ``40_2`` (task 2 of array 40).  Raises JobNotFound for either that is not a job."""
+        return sorted(self._repo.get_many(self.resolve([ref])), key=lambda job: job.id)
 
     def token_store(self) -> TokenStore:
         """The API tokens, stored in this service's database."""
         return TokenStore(self._repo.engine)
+
+
+#: sbatch's refusal of a script without an interpreter line (its three lines, as one).
+NOT_A_BATCH_SCRIPT = ("This does not look like a batch script.  The first line must start with #! followed by "
+                      "the path to an interpreter.  For instance: #!/bin/sh")
+
+
+@functools.lru_cache(maxsize=1)
+def _submit_host() -> str:
+    """This host's short name (read once per process)."""
+    return socket.gethostname().split(".")[0]
+
+
+def _check_sbatch_options(spec: jobs.JobSpec) -> None:
+    """--open-mode, --signal and the texts sbatch keeps as given."""
+    if spec.open_mode is not None and spec.open_mode not in jobs.OPEN_MODES:
+        raise InvalidJobSpec("open_mode", f"{spec.open_mode!r}: use append or truncate")
+    if spec.warning_signal is not None:
+        try:
+            jobs.parse_warning_signal(spec.warning_signal)
+        except ValueError as exc:
+            raise InvalidJobSpec("signal", str(exc)) from None
+    for field, value in (("comment", spec.comment), ("command", spec.command), ("export", spec.export)):
+        if value is not None and "\x00" in value:
+            raise InvalidJobSpec(field, "must not contain NUL bytes")
 
 
 def _check_script(script: str, max_bytes: int) -> None:
@@ -405,5 +482,7 @@ def _check_script(script: str, max_bytes: int) -> None:
     size = len(script.encode("utf-8", errors="surrogatepass"))
     if size > max_bytes:
         raise InvalidJobSpec("script", f"is {size} bytes; the limit is {max_bytes}")
+    if not script.startswith("#!"):
+        raise InvalidJobSpec("script", NOT_A_BATCH_SCRIPT)
     if "\x00" in script:
         raise InvalidJobSpec("script", "must not contain NUL bytes")

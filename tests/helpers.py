@@ -60,7 +60,9 @@ def ray_used_by_node() -> dict[str, Resources]:
 
 
 def spec(script: str, **fields: object) -> jobs.JobSpec:
-    """A JobSpec with test defaults (working directory and user set)."""
+    """A JobSpec with test defaults (working directory and user set); a script without ``#!`` gets
+    ``#!/bin/bash`` first, as a submitted batch script must begin with one."""
+    script = script if script.startswith("#!") else f"#!/bin/bash\n{script}"
     values: dict[str, object] = dict(script=script, name="test", user="tester", working_dir="/tmp")
     values.update(fields)
     return jobs.JobSpec(**values)  # type: ignore[arg-type]

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CallerDep, ServiceDep, SettingsDep, visible_job
-from api.schemas import MAX_JOB_ID, ErrorResponse, JobOut, SubmitRequest, SubmitResponse
+from api.deps import CallerDep, JobRefDep, ServiceDep, SettingsDep, visible_ref
+from api.schemas import ErrorResponse, JobOut, SubmitRequest, SubmitResponse
 from conductor import arrays, jobs
 from conductor.auth import Caller
 from conductor.config import Settings
@@ -83,9 +83,9 @@ def _item_error(index: int, field: str, reason: str) -> RequestValidationError:
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=_ERRORS, summary="Get one job")
-def get_job(job_id: Annotated[int, Path(ge=1, le=MAX_JOB_ID, description="Job id.")],
-            service: ServiceDep, caller: CallerDep) -> JobOut:
-    job = visible_job(service, caller, job_id)
+def get_job(job_id: JobRefDep, service: ServiceDep, caller: CallerDep) -> JobOut:
+    """The job: ``42``, or ``40_2`` for task 2 of array 40 (an array's own id is its first task)."""
+    job = visible_ref(service, caller, job_id)
     return JobOut.from_job(job, service.priority_factors([job]).get(job.id),
                            service.dependency_states([job]).get(job.id))
 
@@ -120,11 +120,11 @@ _OUTPUT_HEADERS = {
                                                                    "example": "epoch 1 loss 0.31\n"}},
                                         "headers": {name: {"description": text, "schema": {"type": "string"}}
                                                     for name, text in _OUTPUT_HEADERS.items()}}})
-def get_output(job_id: Annotated[int, Path(ge=1, le=MAX_JOB_ID, description="Job id.", examples=[42])],
-               query: Annotated[OutputQuery, Query()], service: ServiceDep, caller: CallerDep) -> PlainTextResponse:
+def get_output(job_id: JobRefDep, query: Annotated[OutputQuery, Query()], service: ServiceDep,
+               caller: CallerDep) -> PlainTextResponse:
     """The job's output as UTF-8 text (undecodable bytes replaced), read on the API's host: jobs that ran on
     another node need a shared output directory.  Example: ``GET /api/jobs/42/output?tail=4096``."""
-    visible_job(service, caller, job_id)
+    job_id = visible_ref(service, caller, job_id).id
     chunk = service.read_output(job_id, query.stream, offset=query.offset, limit_bytes=query.limit,
                                 tail_bytes=query.tail)
     data, start = chunk.data, chunk.offset
@@ -144,4 +144,5 @@ def job_filter(query: JobListQuery) -> JobFilter:
     return JobFilter(
         ids=query.job_id, states=[jobs.JobState(name) for name in query.state], users=query.user,
         accounts=query.account, partitions=query.partition, names=query.name, submitted_since=query.since,
-        submitted_until=query.until, ended_since=query.ended_since, ended_until=query.ended_until)
+        submitted_until=query.until, ended_since=query.ended_since, ended_until=query.ended_until,
+        refs=[jobs.parse_job_ref(text) for text in query.job])

@@ -30,13 +30,13 @@ from dataclasses import dataclass
 from typing import Annotated, AsyncIterator
 
 import anyio
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CallerDep, ServiceDep, visible_job
-from api.schemas import MAX_JOB_ID, ErrorResponse
+from api.deps import CallerDep, JobRefDep, ServiceDep, visible_ref
+from api.schemas import ErrorResponse
 from conductor import jobs, output
 from conductor.exceptions import JobNotFound
 from conductor.service import JobService
@@ -100,7 +100,7 @@ class FollowQuery(BaseModel):
                                                                   "example": _EXAMPLE}}}})
 async def follow_output(
     request: Request,
-    job_id: Annotated[int, Path(ge=1, le=MAX_JOB_ID, description="Job id.", examples=[42])],
+    job_id: JobRefDep,
     query: Annotated[FollowQuery, Query()], service: ServiceDep, caller: CallerDep,
     last_event_id: Annotated[int | None, Header(
         alias="Last-Event-ID", ge=0, le=MAX_OFFSET, examples=[18],
@@ -116,7 +116,7 @@ async def follow_output(
     follows from its start.  A ``: keepalive`` comment comes after 15 s of silence.  The file is looked
     at every 0.25 s and the job's state every 0.5 s.  As for ``/output``, the file is read on the API's
     host.  Example: ``curl -N /api/jobs/42/output/follow?stream=stderr``."""
-    job = await run_in_threadpool(visible_job, service, caller, job_id)
+    job = await run_in_threadpool(visible_ref, service, caller, job_id)
     offset = query.offset if last_event_id is None else last_event_id
     return StreamingResponse(_events(request, service, job, query.stream, offset), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

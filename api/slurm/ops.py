@@ -9,7 +9,6 @@ is validated and stored the same way.  conductor's errors come back as SlurmErro
 from __future__ import annotations
 
 import logging
-import re
 import signal as signal_module
 import time
 from datetime import datetime, timedelta, timezone
@@ -30,7 +29,6 @@ from conductor.signals import signal_number
 
 log = logging.getLogger(__name__)
 
-_JOB_ID = re.compile(r"^\s*([0-9]+)(?:_([0-9]+))?\s*$")
 
 
 def slurm_error(exc: ConductorError, fields: Mapping[str, str] | None = None) -> SlurmError:
@@ -70,15 +68,17 @@ def submit(service: JobService, caller: Caller, translation: Translation, *, def
 
 def resolve(service: JobService, text: str) -> list[jobs.Job]:
     """``42`` (an array's id: all its tasks) or ``40_2`` (task 2 of array 40) -> the jobs, in id order."""
-    match = _JOB_ID.match(text)
-    if not match or not 1 <= int(match.group(1)) <= MAX_JOB_ID:
+    try:
+        ref = jobs.parse_job_ref(text)
+    except ValueError:
+        ref = None
+    if ref is None or ref.job_id > MAX_JOB_ID:
         raise SlurmError(422, ESLURM_INVALID_JOB_ID, f"job_id: {text!r} is not a job id such as 42 or 40_2",
                          "#/job_id")
-    task_id = None if match.group(2) is None else int(match.group(2))
-    found = service.resolve(int(match.group(1)), task_id)  # JobNotFound -> 404
-    if not found:
-        raise _unknown(text)
-    return found
+    try:
+        return service.jobs_named(ref)
+    except JobNotFound:
+        raise _unknown(text) from None
 
 
 def visible(caller: Caller, found: list[jobs.Job], text: str) -> list[jobs.Job]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Sequence
 
-from sqlalchemy import Engine, Select, select
+from sqlalchemy import Engine, Select, and_, or_, select
 
 from conductor import jobs
 from conductor.db.models import JobRow
@@ -40,6 +40,9 @@ class JobFilter:
     #: Only jobs that ended in this window (and so have an end time): sacct's history.
     ended_since: datetime | None = None
     ended_until: datetime | None = None
+    #: Jobs as Slurm's commands name them (squeue -j, sacct -j): ``42`` is job 42 and, when 42 is an
+    #: array's id, every task of it; ``40_2`` is that task alone.  ORed with each other, ANDed with the rest.
+    refs: Sequence[jobs.JobRef] = ()
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,12 @@ def filtered(query: Select, job_filter: JobFilter) -> Select:
                            (JobRow.state, [jobs.JobState(state).value for state in f.states])):
         if values:
             query = query.where(column.in_(sorted(set(values))))
+    if f.refs:
+        plain = sorted({ref.job_id for ref in f.refs if ref.task_id is None})
+        tasks = sorted({(ref.job_id, ref.task_id) for ref in f.refs if ref.task_id is not None})
+        query = query.where(or_(JobRow.id.in_(plain), JobRow.array_job_id.in_(plain),
+                                *(and_(JobRow.array_job_id == array, JobRow.array_task_id == task)
+                                  for array, task in tasks)))
     for column, since, until in ((JobRow.submit_time, f.submitted_since, f.submitted_until),
                                  (JobRow.end_time, f.ended_since, f.ended_until)):
         if since is not None:

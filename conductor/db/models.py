@@ -73,12 +73,30 @@ class JobRow(Base):
     kill_on_invalid_dependency: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     #: Unix account the script runs as; empty: the service's own user.
     run_as: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    # sbatch's options as given (migration 0008): what the job's SLURM_* environment and scontrol show.
+    #: Options whose SLURM_* variable exists only when given (jobs.GIVEN_OPTIONS), as a list.
+    given: Mapped[list] = mapped_column(JSON, default=list)
+    ntasks: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    memory_per_cpu_mb: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    export: Mapped[str | None] = mapped_column(Text, nullable=True)
+    get_user_env: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    open_mode: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    #: --signal as [B:]NUMBER@SECONDS.
+    warning_signal: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    exclusive: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    command: Mapped[str | None] = mapped_column(Text, nullable=True)
+    array_spec: Mapped[str | None] = mapped_column(Text, nullable=True)
+    cluster: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    submit_host: Mapped[str] = mapped_column(String(255), default="", server_default="")
 
     # The two array indexes answer dependencies on arrays without reading every task: which
     # states an array's tasks are in (EXISTS on array_job_id, state) and one task's state.
     __table_args__ = (Index("ix_jobs_state", "state"), Index("ix_jobs_array_state", "array_job_id", "state"),
                       Index("ix_jobs_array_task", "array_job_id", "array_task_id"),
-                      Index("ix_jobs_end_time", "end_time"))
+                      Index("ix_jobs_end_time", "end_time"),
+                      # Ids are never reused (Slurm's job ids only grow), and FIRST_JOB_ID can seed them.
+                      {"sqlite_autoincrement": True})
 
 
 class AllocationRow(Base):

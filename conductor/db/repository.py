@@ -431,6 +431,51 @@ class JobRepository:
                 .returning(JobRow.id)))
 
 
+    # -- Slurm's names for jobs, and what scontrol update changes ----------------------------
+
+    def array_task_ids(self, tasks: Iterable[tuple[int, int]]) -> dict[tuple[int, int], int]:
+        """The job ids of array tasks named ``(array job id, task index)`` (Slurm's ``40_2``); unknown ones absent."""
+        wanted = sorted(set(tasks))
+        found: dict[tuple[int, int], int] = {}
+        with self._session() as session:
+            for array_id in sorted({array for array, _ in wanted}):
+                indexes = [task for array, task in wanted if array == array_id]
+                for chunk in _chunks(indexes):
+                    rows = session.execute(select(JobRow.array_task_id, JobRow.id).where(
+                        JobRow.array_job_id == array_id, JobRow.array_task_id.in_(chunk)))
+                    found.update({(array_id, task): job_id for task, job_id in rows})
+        return found
+
+    def update_pending(self, job_ids: Sequence[int], values: Mapping[str, object]) -> list[int]:
+        """Change columns of PENDING jobs (scontrol update: time limit, priority, nice, comment); returns those changed."""
+        with self._session() as session:
+            return sorted(session.scalars(
+                update(JobRow).where(JobRow.id.in_(list(job_ids)), JobRow.state == jobs.JobState.PENDING.value)
+                .values(**values).returning(JobRow.id)))
+
+    def seed_first_job_id(self, first_id: int) -> bool:
+        """Make ``first_id`` the id a new (never used) database gives its first job (slurm.conf's FirstJobId).
+
+        A database that has ever held a job keeps its numbering; returns whether the seed was set.
+        """
+        with translate_errors(), self._engine.begin() as connection:
+            if connection.scalar(select(func.count()).select_from(_JOBS)):
+                return False
+            if self._engine.dialect.name == "postgresql":
+                sequence = connection.scalar(text("SELECT pg_get_serial_sequence('jobs', 'id')"))
+                if connection.scalar(text(f"SELECT is_called FROM {sequence}")):
+                    return False
+                connection.execute(text("SELECT setval(pg_get_serial_sequence('jobs', 'id'), :first, false)"),
+                                   {"first": first_id})
+                return True
+            if connection.scalar(text("SELECT max(seq) FROM sqlite_sequence WHERE name = 'jobs'")):
+                return False  # some job had an id once
+            connection.execute(text("DELETE FROM sqlite_sequence WHERE name = 'jobs'"))
+            connection.execute(text("INSERT INTO sqlite_sequence (name, seq) VALUES ('jobs', :seq)"),
+                               {"seq": first_id - 1})
+            return True
+
+
 #: Most ids bound in one statement (SQLite allows 32,766 variables, old builds 999).
 _CHUNK = 400
 _NOT_OK_STATES = tuple(sorted(state.value for state in jobs.TERMINAL_STATES if state is not jobs.JobState.COMPLETED))
@@ -498,7 +543,11 @@ def _values_from_spec(spec: jobs.JobSpec, submit_time: datetime) -> dict:
         begin_time=spec.begin_time, dependency=spec.dependency,
         kill_on_invalid_dependency=spec.kill_on_invalid_dependency, array_job_id=spec.array_job_id,
         array_task_id=spec.array_task_id, array_max_running=spec.array_max_running, cancel_requested=False,
-        nodes=spec.nodes, gpus_per_node=spec.gpus_per_node, run_as=spec.run_as)
+        nodes=spec.nodes, gpus_per_node=spec.gpus_per_node, given=sorted(spec.given), ntasks=spec.ntasks,
+        memory_per_cpu_mb=spec.memory_per_cpu_mb, export=spec.export, get_user_env=spec.get_user_env,
+        open_mode=spec.open_mode, warning_signal=spec.warning_signal, exclusive=spec.exclusive,
+        comment=spec.comment, command=spec.command, array_spec=spec.array_spec, cluster=spec.cluster,
+        submit_host=spec.submit_host, run_as=spec.run_as)
 
 
 def _row_from_spec(spec: jobs.JobSpec) -> JobRow:
@@ -546,7 +595,11 @@ def job_from_row(row: JobRow) -> jobs.Job:
         hold=row.hold, begin_time=_aware(row.begin_time), dependency=row.dependency,
         kill_on_invalid_dependency=bool(row.kill_on_invalid_dependency),
         array_job_id=row.array_job_id, array_task_id=row.array_task_id, array_max_running=row.array_max_running,
-        nodes=row.nodes or 1, gpus_per_node=row.gpus_per_node or 0, run_as=row.run_as or "")
+        nodes=row.nodes or 1, gpus_per_node=row.gpus_per_node or 0, given=frozenset(row.given or ()),
+        ntasks=row.ntasks, memory_per_cpu_mb=row.memory_per_cpu_mb, export=row.export,
+        get_user_env=bool(row.get_user_env), open_mode=row.open_mode, warning_signal=row.warning_signal,
+        exclusive=bool(row.exclusive), comment=row.comment, command=row.command, array_spec=row.array_spec,
+        cluster=row.cluster or "", submit_host=row.submit_host or "", run_as=row.run_as or "")
     usage = jobs.Usage(row.cpu_time_user_s, row.cpu_time_system_s, row.max_rss_kb)
     return jobs.Job(
         id=row.id, spec=spec, state=jobs.JobState(row.state), reason=jobs.Reason(row.reason),

@@ -44,6 +44,11 @@ class RunRequest:
     control: str = ""
     run_as: str = ""  #: Unix account to run as (resolved on this node); empty: the worker's own user
     append_output: bool = False  #: open the output files for appending (--open-mode=append), not truncated
+    #: --signal: send ``warning_signal`` ``warning_lead_s`` seconds before the time limit, to the batch
+    #: shell only (``warning_batch_only``) or to the job's whole process group.
+    warning_signal: int | None = None
+    warning_lead_s: int = 60
+    warning_batch_only: bool = False
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,9 @@ LAUNCH_SETTLE_S = 0.5
 SAMPLE_AFTER_S = (0.01, 0.04, 0.2)
 #: How a wait ended: the script exited, a stop came, or a limit (time, memory) was reached.
 _EXITED, _STOP, _LIMIT = "exited", "stop", "limit"
+#: The batch shell learns its own pid as SLURM_TASK_PID (sbatch's): sh exports $$ and execs the
+#: script in its place, so the pid is the script's.
+_WITH_TASK_PID = ("/bin/sh", "-c", 'SLURM_TASK_PID=$$; export SLURM_TASK_PID; exec "$@"', "sh")
 
 
 def warm_up(hold_s: float) -> int:
@@ -108,9 +111,10 @@ def _launch(request: RunRequest, spool: str,
     script_path = _spool_script(request.script, spool, identity)
     # Honour a #! line as sbatch does; a script without one runs under bash.
     command = [script_path] if request.script.startswith("#!") else ["/bin/bash", script_path]
+    argv = [*_WITH_TASK_PID, *command, *request.argv]
     if identity is None:
-        return _popen_as_service(request, [*command, *request.argv]), None
-    return _popen_as_user(request, identity, [*command, *request.argv])
+        return _popen_as_service(request, argv), None
+    return _popen_as_user(request, identity, argv)
 
 
 def _spool_script(script: str, spool: str, identity: Identity | None) -> str:
@@ -136,6 +140,7 @@ def _popen_as_service(request: RunRequest, argv: list[str]) -> subprocess.Popen:
             stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True, close_fds=True)
 
 
+
 def _popen_as_user(request: RunRequest, identity: Identity,
                    argv: list[str]) -> tuple[subprocess.Popen, int]:
     """The script as ``identity``, which opens the output files itself (conductor.executor.identity)."""
@@ -149,11 +154,16 @@ def _environment(request: RunRequest, identity: Identity | None) -> dict[str, st
     env = {key: os.environ[key] for key in BASE_ENVIRONMENT_KEYS if key in os.environ}
     env.setdefault("PATH", DEFAULT_PATH)
     env.update(request.environment)
+    # Who the job runs as (sbatch's SLURM_JOB_UID/GID/USER): the account, or this worker's user.
     if identity is not None:  # who the job is, from the password database, whatever the submitter sent
         env.update(identity.environment())
+        env.update(SLURM_JOB_UID=str(identity.uid), SLURM_JOB_GID=str(identity.gid), SLURM_JOB_USER=identity.name)
+    else:
+        env.update(SLURM_JOB_UID=str(os.getuid()), SLURM_JOB_GID=str(os.getgid()))
     if request.gpus:  # the devices Ray assigned to this task, under CUDA's and Slurm's names
         devices = os.environ.get("CUDA_VISIBLE_DEVICES", "")  # Ray sets it in the worker for the task's GPUs
-        env.update(CUDA_VISIBLE_DEVICES=devices, CONDUCTOR_JOB_GPUS=devices, SLURM_JOB_GPUS=devices)
+        env.update(CUDA_VISIBLE_DEVICES=devices, CONDUCTOR_JOB_GPUS=devices, SLURM_JOB_GPUS=devices,
+                   GPU_DEVICE_ORDINAL=devices)
     return env
 
 
@@ -186,7 +196,13 @@ def _watch(pgid: int, pidfd: int, request: RunRequest, memory: MemoryWatch,
     """Wait for the job, enforcing its limits: EXITED, TIMEOUT, OUT_OF_MEMORY or STOPPED."""
     deadline = time.monotonic() + request.time_limit_s if request.time_limit_s else None
     try:
-        waited = _wait_exit(pgid, pidfd, deadline, memory, channel)
+        if deadline is not None and request.warning_signal is not None:
+            waited = _wait_exit(pgid, pidfd, deadline - request.warning_lead_s, memory, channel)
+            if waited == _LIMIT and not memory.exceeded:  # --signal: the warning, once, before the limit
+                _send_warning(pgid, request)
+                waited = _wait_exit(pgid, pidfd, deadline, memory, channel)
+        else:
+            waited = _wait_exit(pgid, pidfd, deadline, memory, channel)
         if waited == _EXITED:
             return EndCause.EXITED
         if waited == _STOP:
@@ -200,6 +216,15 @@ def _watch(pgid: int, pidfd: int, request: RunRequest, memory: MemoryWatch,
     except KeyboardInterrupt:  # ray.cancel()
         terminate_group(pgid, pidfd, request.kill_wait_s)
         return EndCause.STOPPED
+
+
+def _send_warning(pgid: int, request: RunRequest) -> None:
+    """--signal: to the batch shell alone (B:) or to every process of the job."""
+    with contextlib.suppress(ProcessLookupError):
+        if request.warning_batch_only:
+            os.kill(pgid, request.warning_signal)  # the batch shell leads the group: its pid is the pgid
+        else:
+            os.killpg(pgid, request.warning_signal)
 
 
 def _wait_exit(pgid: int, pidfd: int, deadline: float | None, memory: MemoryWatch,

@@ -57,12 +57,17 @@ def token_for(job: jobs.Job) -> str:
 def run_request(job: jobs.Job, allocation: Allocation, kill_wait_s: float, token: str = "") -> RunRequest:
     """What the executor needs for one attempt of ``job`` on ``allocation``."""
     spec = allocation.per_node
+    warning = jobs.parse_warning_signal(job.spec.warning_signal) if job.spec.warning_signal else None
     return RunRequest(
         control=token, job_id=job.id, script=job.spec.script, working_dir=job.spec.working_dir,
         stdout_path=job.stdout_path, stderr_path=job.stderr_path, argv=job.spec.argv,
         time_limit_s=job.spec.time_limit_s,
-        environment=jobs.job_environment(job, node_name=allocation.first.name, node_list=allocation.node_names),
-        kill_wait_s=kill_wait_s, memory_limit_mb=spec.memory_mb or None, gpus=spec.gpus, run_as=job.spec.run_as)
+        environment=jobs.job_environment(job, node_name=allocation.first.name, node_list=allocation.node_names,
+                                         per_node=spec),
+        kill_wait_s=kill_wait_s, memory_limit_mb=spec.memory_mb or None, gpus=spec.gpus, run_as=job.spec.run_as,
+        append_output=job.spec.open_mode == "append",
+        warning_signal=warning.signal if warning else None, warning_lead_s=warning.lead_s if warning else 60,
+        warning_batch_only=warning.batch_only if warning else False)
 
 
 class KeeperMismatch(Exception):

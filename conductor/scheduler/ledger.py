@@ -61,7 +61,8 @@ class Ledger:
         candidate = policy.Candidate(
             job_id=job.id, partition=spec.partition, per_node=spec.per_node, priority=priority,
             submit_order=job.submit_time.timestamp(), array_job_id=spec.array_job_id,
-            array_max_running=spec.array_max_running, nodes=spec.nodes, time_limit_s=spec.time_limit_s)
+            array_max_running=spec.array_max_running, nodes=spec.nodes, time_limit_s=spec.time_limit_s,
+            exclusive=spec.exclusive)
         parsed = _parsed(spec.dependency) if spec.dependency else None
         pending = self.pending[job.id] = PendingJob(job, candidate, entry_ids, job.reason, parsed)
         return pending

@@ -73,7 +73,9 @@ def test_bad_input_is_refused_with_the_field_named_and_nothing_stored(client, ch
 
 
 def test_script_problems_are_refused(client: TestClient, settings: Settings) -> None:
-    for script, reason_part in (("", "must not be empty"), ("x" * (settings.max_script_bytes + 1), "the limit is")):
+    for script, reason_part in (("", "must not be empty"), ("x" * (settings.max_script_bytes + 1), "the limit is"),
+                                ("echo no interpreter line\n", "This does not look like a batch script"),
+                                (" #!/bin/sh\ntrue\n", "must start with #!")):
         response = client.post("/api/jobs/submit", json={"job": SEED_BODY["job"], "script": script})
         assert response.status_code == 422
         assert response.json()["error"]["fields"][0]["field"] == "script"

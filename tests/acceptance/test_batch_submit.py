@@ -53,7 +53,7 @@ def test_batch_returns_ids_in_request_order_all_pending_and_queued(client: TestC
     assert all(job.state.value == "PENDING" for job in stored.values())
     assert stored[ids[2]].stdout_path == f"/tmp/out-job-2-{ids[2]}.txt"
     assert stored[ids[2]].spec.per_node.cpus == 4
-    assert stored[ids[0]].stdout_path == f"{settings.state_dir}/conductor-{ids[0]}.out"
+    assert stored[ids[0]].stdout_path == f"{settings.state_dir}/slurm-{ids[0]}.out"
     assert _queued_ids(settings, client.service) == ids  # type: ignore[attr-defined]
     single = client.post("/api/jobs/submit", json=_item("after")).json()["job_id"]
     assert single > ids[-1]
@@ -123,4 +123,4 @@ def test_batch_size_limit_is_enforced(client: TestClient, settings: Settings) ->
     assert ids == list(range(ids[0], ids[0] + MAX_BATCH_JOBS))
     assert _queued_ids(settings, client.service) == ids  # type: ignore[attr-defined]
     last = client.get(f"/api/jobs/{ids[-1]}").json()
-    assert (last["state"], last["stdout_path"]) == ("PENDING", f"{settings.state_dir}/conductor-{ids[-1]}.out")
+    assert (last["state"], last["stdout_path"]) == ("PENDING", f"{settings.state_dir}/slurm-{ids[-1]}.out")

@@ -90,7 +90,7 @@ def test_submit_runs_a_script_with_cpus_and_memory(service_up: dict, tmp_path: P
     job_id = int(result.stdout.split()[-1])
     job = wait_for(lambda: (j := _show(service_up, job_id, tmp_path))["state"] == "COMPLETED" and j, 30)
     assert (job["cpus"], job["memory_per_node_mb"], job["node"]) == (4, 8192, "upnode")
-    assert (tmp_path / f"conductor-{job_id}.out").read_text() == "cpus=4 mem=8192 name=job.sh from=exported\n"
+    assert (tmp_path / f"slurm-{job_id}.out").read_text() == "cpus=4 mem=8192 name=job.sh from=exported\n"
 
 
 def test_submit_refusals_are_one_line_and_non_zero(service_up: dict, tmp_path: Path) -> None:
@@ -154,7 +154,7 @@ def test_wrap_stdin_and_parsable(service_up: dict, tmp_path: Path) -> None:
     wrapped = _run(["submit", "--parsable", "-W", "--wrap", "echo wrapped"], env, tmp_path)
     assert wrapped.returncode == 0, wrapped.stderr
     job_id = int(wrapped.stdout.strip())
-    assert (tmp_path / f"conductor-{job_id}.out").read_text() == "wrapped\n"
+    assert (tmp_path / f"slurm-{job_id}.out").read_text() == "wrapped\n"
     piped = subprocess.run([CONDUCTOR, "submit", "--parsable"], input="#!/bin/bash\necho from-stdin\n", env=env,
                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert piped.returncode == 0 and _show(service_up, int(piped.stdout), tmp_path)["name"] == "sbatch"

@@ -49,7 +49,7 @@ class Api:
         assert self.service.repository.finish_job(job_id, jobs.Ending(state, reason, exit_code=exit_code))
 
     def out(self, job_id: int) -> Path:
-        return self.directory / f"conductor-{job_id}.out"
+        return self.directory / f"slurm-{job_id}.out"
 
     def follow(self, job_id: int, query: str = "", **headers: str):  # noqa: ANN201 - httpx's stream context
         return httpx.stream("GET", f"{self.url}/api/jobs/{job_id}/output/follow?{query}", headers=headers,

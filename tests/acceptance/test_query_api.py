@@ -107,7 +107,7 @@ def _output(client: TestClient, job_id: int, query: str = "") -> tuple[str, dict
 def test_output_reads_the_file_by_offset_limit_and_tail(client: TestClient, tmp_path: Path) -> None:
     job_id = _submit(client, tmp_path)
     _start(client, job_id)
-    (tmp_path / f"conductor-{job_id}.out").write_bytes(b"line one\nline two\n")
+    (tmp_path / f"slurm-{job_id}.out").write_bytes(b"line one\nline two\n")
     text, headers = _output(client, job_id)
     assert text == "line one\nline two\n"
     assert headers == {"output-size": "18", "output-offset": "0", "output-next-offset": "18", "job-state": "RUNNING"}
@@ -121,7 +121,7 @@ def test_output_reads_the_file_by_offset_limit_and_tail(client: TestClient, tmp_
 def test_stderr_is_its_own_file_and_bad_bytes_are_replaced(client: TestClient, tmp_path: Path) -> None:
     job_id = _submit(client, tmp_path, standard_error="err-%j.txt")
     _finish(client, job_id)
-    (tmp_path / f"conductor-{job_id}.out").write_bytes(b"out\n")
+    (tmp_path / f"slurm-{job_id}.out").write_bytes(b"out\n")
     (tmp_path / f"err-{job_id}.txt").write_bytes(b"bad \xff byte, caf\xc3")
     assert _output(client, job_id)[0] == "out\n"
     text, headers = _output(client, job_id, "stream=stderr")
@@ -132,7 +132,7 @@ def test_stderr_is_its_own_file_and_bad_bytes_are_replaced(client: TestClient, t
 def test_a_character_cut_by_a_running_job_waits_for_its_end(client: TestClient, tmp_path: Path) -> None:
     job_id = _submit(client, tmp_path)
     _start(client, job_id)
-    path = tmp_path / f"conductor-{job_id}.out"
+    path = tmp_path / f"slurm-{job_id}.out"
     path.write_bytes("café".encode()[:-1])
     text, headers = _output(client, job_id)
     assert (text, headers["output-next-offset"], headers["output-size"]) == ("caf", "3", "4")
@@ -142,7 +142,7 @@ def test_a_character_cut_by_a_running_job_waits_for_its_end(client: TestClient, 
 
 def test_output_of_a_job_without_a_file_is_empty(client: TestClient, tmp_path: Path) -> None:
     pending = _submit(client, tmp_path)
-    (tmp_path / f"conductor-{pending}.out").write_text("left over from someone else\n")
+    (tmp_path / f"slurm-{pending}.out").write_text("left over from someone else\n")
     running = _submit(client, tmp_path)
     _start(client, running)
     for job_id in (pending, running):
@@ -164,7 +164,7 @@ def test_output_errors_keep_the_error_shape(client: TestClient) -> None:
 
 def test_openapi_describes_every_query_field_with_an_example(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
-    for path, expected in (("/api/jobs", {"state", "user", "account", "partition", "name", "job_id", "since",
+    for path, expected in (("/api/jobs", {"state", "user", "account", "partition", "name", "job_id", "job", "since",
                                           "until", "ended_since", "ended_until", "cursor", "limit"}),
                            ("/api/jobs/{job_id}/output", {"job_id", "stream", "offset", "limit", "tail"})):
         parameters = paths[path]["get"]["parameters"]

@@ -197,7 +197,7 @@ def test_show_prints_scontrol_key_values(server: dict) -> None:
 def test_logs_prints_the_output_file(server: dict, tmp_path: Path) -> None:
     job_id = _submit(server, _user(), working_dir=str(tmp_path), stderr_pattern="err-%j.txt")
     _start(server, job_id)
-    (tmp_path / f"conductor-{job_id}.out").write_bytes("hello\nwörld\n".encode())
+    (tmp_path / f"slurm-{job_id}.out").write_bytes("hello\nwörld\n".encode())
     (tmp_path / f"err-{job_id}.txt").write_text("oops\n")
     assert _ok(server, "logs", str(job_id)) == "hello\nwörld\n"
     assert _ok(server, "logs", str(job_id), "--err") == "oops\n"
@@ -205,7 +205,7 @@ def test_logs_prints_the_output_file(server: dict, tmp_path: Path) -> None:
 
 def test_logs_follow_prints_appended_output_until_the_job_ends(server: dict, tmp_path: Path) -> None:
     job_id = _submit(server, _user(), working_dir=str(tmp_path))
-    out = tmp_path / f"conductor-{job_id}.out"
+    out = tmp_path / f"slurm-{job_id}.out"
     follower = subprocess.Popen([CONDUCTOR, "logs", str(job_id), "-f"], env=server["env"], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
     try:
@@ -231,7 +231,10 @@ def test_logs_follow_prints_appended_output_until_the_job_ends(server: dict, tmp
     (["history", "--since", "last tuesday"], "conductor: error: --since: 'last tuesday' is not a time"),
     (["history", "-s", "R"], "conductor: error: --state: history lists finished jobs"),
     (["show", "999999"], "conductor: error: job 999999 does not exist"),
-    (["show", "abc"], "conductor: error: Invalid value for 'job_id'"),
+    (["show", "abc"], "conductor: error: 'abc' is not a job id"),
+    (["show", "42420_4"], "conductor: error: job 42420_4 does not exist"),
+    (["show", "4_2_4"], "conductor: error: '4_2_4' is not a job id"),
+    (["logs", "42420_4"], "conductor: error: job 42420_4 does not exist"),
     (["logs", "999999"], "conductor: error: job 999999 does not exist"),
 ])
 def test_errors_are_one_line_and_non_zero(server: dict, args: list[str], message: str) -> None:

@@ -20,7 +20,7 @@ OWN_REDIS_PORTS = range(16390, 16400)
 
 #: A job script that records each run (one line per attempt, with its restart count and pid),
 #: then waits while the hold file exists, then records its end.
-MARKED_SCRIPT = ('#!/bin/bash\necho "$SLURM_RESTART_COUNT $$ $PPID" >> {markers}/runs-$SLURM_JOB_ID\n'
+MARKED_SCRIPT = ('#!/bin/bash\necho "$CONDUCTOR_RESTART_COUNT $$ $PPID" >> {markers}/runs-$SLURM_JOB_ID\n'
                  'while [ -e {hold} ]; do sleep 0.1; done\n'
                  'echo done >> {markers}/ends-$SLURM_JOB_ID\n')
 

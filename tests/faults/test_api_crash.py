@@ -73,7 +73,7 @@ def test_api_killed_mid_burst_loses_no_accepted_job_and_half_stores_none(setting
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: api_answers(url), 60, "the API to answer")
-        script = f'#!/bin/bash\necho "$SLURM_RESTART_COUNT $$ $PPID" >> {tmp_path}/runs-$SLURM_JOB_ID\n'
+        script = f'#!/bin/bash\necho "$CONDUCTOR_RESTART_COUNT $$ $PPID" >> {tmp_path}/runs-$SLURM_JOB_ID\n'
         burst = _Burst(url, {"job": {"name": "burst", "cpus_per_task": 1,
                                      "current_working_directory": str(tmp_path)}, "script": script})
         submitters = [threading.Thread(target=burst.submit_until_down) for _ in range(SUBMITTERS)]

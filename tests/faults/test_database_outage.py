@@ -39,7 +39,7 @@ def test_dropped_database_connections_mid_run_api_and_scheduler_recover(settings
     settings = settings_factory("postgres-redis", worker_concurrency=4)
     service = JobService.from_settings(settings)
     scheduler_factory(settings)
-    script = f'#!/bin/bash\necho "$SLURM_RESTART_COUNT $$ $PPID" >> {tmp_path}/runs-$SLURM_JOB_ID\nsleep 0.3\n'
+    script = f'#!/bin/bash\necho "$CONDUCTOR_RESTART_COUNT $$ $PPID" >> {tmp_path}/runs-$SLURM_JOB_ID\nsleep 0.3\n'
     body = {"job": {"name": "db", "cpus_per_task": 1, "current_working_directory": str(tmp_path)}, "script": script}
     dropped: list[int] = []
     killer = threading.Thread(target=_drop_connections, args=(settings.database_url, 6, 0.5, dropped))
@@ -118,7 +118,7 @@ def test_api_answers_503_with_retry_after_while_the_database_is_unreachable(sett
     down = settings.model_copy(update={"database_url": f"postgresql+psycopg2://postgres@127.0.0.1:{port}/conductor"})
     service = JobService.from_settings(down, apply_migrations=False)
     body = {"job": {"name": "down", "cpus_per_task": 1, "current_working_directory": str(tmp_path)},
-            "script": "true"}
+            "script": "#!/bin/sh\ntrue"}
     with TestClient(create_app(down, service=service)) as api:
         for response in (api.post("/api/jobs/submit", json=body), api.get("/api/jobs/1"), api.get("/api/jobs")):
             assert response.status_code == 503, response.text

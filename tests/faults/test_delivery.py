@@ -15,7 +15,7 @@ from tests.helpers import spec
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(90)]
 
-RUN_SCRIPT = '#!/bin/bash\necho "$SLURM_RESTART_COUNT $$ $PPID" >> {markers}/runs-$SLURM_JOB_ID\n'
+RUN_SCRIPT = '#!/bin/bash\necho "$CONDUCTOR_RESTART_COUNT $$ $PPID" >> {markers}/runs-$SLURM_JOB_ID\n'
 
 
 def _pel(settings) -> int:  # noqa: ANN001

@@ -33,7 +33,7 @@ MAX_EXAMPLES, STEPS = 10, 15
 #: Longest wait for a quiet moment (every allocated job's script started a while ago, none ending).
 SETTLE_S = 30
 
-SCRIPT = ('#!/bin/bash\necho "$SLURM_RESTART_COUNT $$" >> {d}/runs-$SLURM_JOB_ID\n'
+SCRIPT = ('#!/bin/bash\necho "$CONDUCTOR_RESTART_COUNT $$" >> {d}/runs-$SLURM_JOB_ID\n'
           'touch {d}/started-$SLURM_JOB_ID\n'
           'while [ ! -e {d}/finish-$SLURM_JOB_ID ]; do sleep 0.2; done\n'
           'touch {d}/ended-$SLURM_JOB_ID\n')

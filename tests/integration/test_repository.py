@@ -22,7 +22,7 @@ def test_add_job_stores_every_field_and_default_output_path(repository: JobRepos
     assert stored.spec.memory_per_node_mb == 8192
     assert stored.spec.environment == {"A": "1"}
     assert stored.spec.argv == ("x", "y")
-    assert stored.stdout_path == f"/data/run/conductor-{job.id}.out"
+    assert stored.stdout_path == f"/data/run/slurm-{job.id}.out"
     assert stored.stderr_path == stored.stdout_path
     assert stored.submit_time.tzinfo is not None
 

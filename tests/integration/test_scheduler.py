@@ -60,7 +60,7 @@ def test_seed_scenario_four_jobs_run_at_once(settings_factory, backend, schedule
     # About one job's 3 s; run one after another they would take 12 s, two at a time 6 s.
     # (The bound leaves room for a loaded 2-core machine; bench/submit_to_start.py measures it.)
     assert makespan_s < 3 * 2.5, f"the batch took {makespan_s:.1f} s; one job takes 3 s"
-    assert (tmp_path / f"conductor-{ids[0]}.out").read_text() == "Job concurrent-job-1 is running\n"
+    assert (tmp_path / f"slurm-{ids[0]}.out").read_text() == "Job concurrent-job-1 is running\n"
 
 
 def test_concurrency_one_runs_jobs_one_after_another(settings_factory, backend, scheduler_factory, tmp_path):
@@ -139,6 +139,8 @@ def test_exit_codes_signals_output_and_environment(settings_factory, backend, sc
                   "$SLURM_SUBMIT_DIR $MY_VAR $(pwd)\"\necho oops >&2\nexit 3\n")
     failed = service.submit(spec(env_script, name="envjob", cpus_per_task=2, ntasks_per_node=2,
                                  memory_per_node_mb=1024, partition="debug", account="physics",
+                                 # sbatch sets SLURM_CPUS_PER_TASK etc. only for options that were given
+                                 given=frozenset({"cpus_per_task", "ntasks_per_node", "memory_per_node"}),
                                  environment={"MY_VAR": "hello"}, working_dir=str(tmp_path),
                                  stderr_pattern="err-%j.txt"))
     killed = service.submit(spec("#!/bin/bash\nkill -9 $$\n", working_dir=str(tmp_path)))
@@ -253,7 +255,7 @@ def test_stop_requeues_running_jobs_and_kills_their_processes(settings_factory, 
     service = JobService.from_settings(settings)
     handle = scheduler_factory(settings)
     script = ('#!/bin/bash\necho $$ > pid-$SLURM_JOB_ID\n'
-              'if [ "$SLURM_RESTART_COUNT" = 0 ]; then sleep 60; fi\n')
+              'if [ -z "$SLURM_RESTART_COUNT" ]; then sleep 60; fi\n')  # set only after a requeue
     again = service.submit(spec(script, working_dir=str(tmp_path))).id
     once = service.submit(spec(script, requeue=False, working_dir=str(tmp_path))).id
     wait_for(lambda: all((tmp_path / f"pid-{i}").exists() for i in (again, once)), 30)

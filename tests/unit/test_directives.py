@@ -59,8 +59,9 @@ def test_defaults_name_from_script_file_and_all_options_map(tmp_path: Path) -> N
                                    "--parsable", "-W", "job.sh"], "#!/bin/bash\ntrue\n")
     job = submission.body["job"]
     assert job["name"] == "job.sh"
-    assert (job["account"], job["partition"], job["ntasks_per_node"], job["memory_per_node"]) == ("acct", "part",
-                                                                                                   3, 1536)
+    assert (job["account"], job["partition"], job["tasks"], job["memory_per_cpu"]) == ("acct", "part", 3, 512)
+    submitted = _spec(submission.body)
+    assert (submitted.ntasks_per_node, submitted.memory_per_node_mb, submitted.memory_per_cpu_mb) == (3, 1536, 512)
     assert (job["standard_output"], job["standard_error"], job["requeue"], job["nice"], job["priority"]) == (
         "o-%j", "e-%j", False, 100, 7)
     assert job["current_working_directory"] == str((tmp_path / "sub").resolve())
@@ -78,8 +79,15 @@ def test_defaults_name_from_script_file_and_all_options_map(tmp_path: Path) -> N
 ])
 def test_nodes_tasks_and_gpus_are_laid_out_as_sbatch_does(tmp_path: Path, argv: list[str],
                                                           layout: tuple[int, int, int]) -> None:
-    job = _parse(tmp_path, [*argv, "job.sh"], "#!/bin/bash\ntrue\n").body["job"]
-    assert (job.get("nodes", 1), job["ntasks_per_node"], job.get("gpus_per_node", 0)) == layout
+    submitted = _spec(_parse(tmp_path, [*argv, "job.sh"], "#!/bin/bash\ntrue\n").body)
+    assert (submitted.nodes, submitted.ntasks_per_node, submitted.gpus_per_node) == layout
+
+
+def _spec(body: dict):  # noqa: ANN202 - a JobSpec
+    """What the API makes of a submit body (it derives per-node values from what was given)."""
+    from api.schemas import SubmitRequest
+
+    return SubmitRequest.model_validate(body).to_spec(default_dir="/")
 
 
 def test_options_after_the_script_are_options_until_double_dash(tmp_path: Path) -> None:
@@ -111,7 +119,7 @@ def test_script_from_stdin_is_named_sbatch(tmp_path: Path) -> None:
     (["-a", "0-3%0", "job.sh"], "at least 1"),
     (["-b", "tomorrowish", "job.sh"], "is not a time"),
     (["--bogus", "job.sh"], "unrecognized arguments"),
-    (["missing.sh"], "cannot read script"),
+    (["missing.sh"], "Unable to open file missing.sh"),
 ])
 def test_bad_options_are_usage_errors(tmp_path: Path, argv: list[str], message: str) -> None:
     (tmp_path / "job.sh").write_text("#!/bin/bash\ntrue\n")
