@@ -96,7 +96,10 @@ def test_scheduler_restart_keeps_running_attempts_which_the_new_actor_adopts(set
     wait_until(lambda: runs_of(tmp_path, again) and runs_of(tmp_path, once), 30, "both scripts running")
     (_, again_pid, again_worker), (_, once_pid, once_worker) = runs_of(tmp_path, again)[0], runs_of(tmp_path, once)[0]
 
+    old_actor = actor_pid(handle)
     ray.kill(handle, no_restart=False)  # the actor process replaced, as for an upgrade
+    # ray.kill only asks: until the old process is gone, it may still answer start() ("running").
+    wait_until(lambda: not pid_alive(old_actor), 30, "the old actor's process to end")
     _supervise(handle)
 
     assert all(pid_alive(pid) for pid in (again_pid, once_pid, again_worker, once_worker)), \
