@@ -167,8 +167,10 @@ def test_a_joining_node_is_used_at_once(cluster_service, three_nodes, tmp_path) 
     node = _add(three_nodes, "b3", 2, 4, partition="batch")
     try:
         joined = time.monotonic()
-        assert _running(service, waiting.id, timeout_s=20).node_name == "b3"
-        assert time.monotonic() - joined < 10, "the pending job started soon after the node joined"
+        assert _running(service, waiting.id, timeout_s=30).node_name == "b3"
+        # The node list is read every 2 s; then the new node's keeper and the job's worker are each
+        # a Python process that imports Ray, seconds apiece on a loaded 2-core machine (CI saw 11 s).
+        assert time.monotonic() - joined < 20, "the pending job started soon after the node joined"
         _release(done)
         for job_id in [f.id for f in fillers] + [waiting.id]:
             assert _ended(service, job_id).state is jobs.JobState.COMPLETED

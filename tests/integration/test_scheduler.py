@@ -57,9 +57,11 @@ def test_seed_scenario_four_jobs_run_at_once(settings_factory, backend, schedule
     assert {job.state for job in done} == {jobs.JobState.COMPLETED}
     assert max(j.start_time for j in done) < min(j.end_time for j in done), "all four ran at one moment"
     makespan_s = (max(j.end_time for j in done) - min(j.start_time for j in done)).total_seconds()
-    # About one job's 3 s; run one after another they would take 12 s, two at a time 6 s.
-    # (The bound leaves room for a loaded 2-core machine; bench/submit_to_start.py measures it.)
-    assert makespan_s < 3 * 2.5, f"the batch took {makespan_s:.1f} s; one job takes 3 s"
+    # About one job's 3 s; one after another they would take 12 s.  That all four ran together is
+    # asserted above (four RUNNING at once, every start before every end); this bound only catches
+    # a gross slowdown, with room for four Ray worker processes starting on a loaded 2-core machine
+    # (CI saw 8.5 s).  bench/submit_to_start.py measures the latency itself.
+    assert makespan_s < 3 * 3.5, f"the batch took {makespan_s:.1f} s; one job takes 3 s"
     assert (tmp_path / f"slurm-{ids[0]}.out").read_text() == "Job concurrent-job-1 is running\n"
 
 
