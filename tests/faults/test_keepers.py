@@ -27,7 +27,7 @@ pytestmark = pytest.mark.ray
 
 _GIB = 1024 ** 3
 #: Records each run (restart count and pid), waits while the hold file exists, then exits with CODE.
-SCRIPT = ('#!/bin/bash\necho "$SLURM_RESTART_COUNT $$" >> {m}/runs-$SLURM_JOB_ID\n'
+SCRIPT = ('#!/bin/bash\necho "${{SLURM_RESTART_COUNT:-0}} $$" >> {m}/runs-$SLURM_JOB_ID\n'
           'while [ -e {hold} ]; do sleep 0.1; done\nexit {code}\n')
 
 

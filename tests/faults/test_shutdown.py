@@ -265,7 +265,8 @@ def test_up_stopped_and_started_again_keeps_running_jobs_and_records_what_ended_
     hold.touch()
     gate.touch()
     lasts = _start_jobs(service, tmp_path, hold, 1)[0]
-    ends_meanwhile = service.submit(spec(f"#!/bin/bash\necho \"$SLURM_RESTART_COUNT $$\" >> {tmp_path}/runs-$SLURM_JOB_ID"
+    ends_meanwhile = service.submit(spec(f"#!/bin/bash\necho \"${{SLURM_RESTART_COUNT:-0}} $$\""
+                                         f" >> {tmp_path}/runs-$SLURM_JOB_ID"
                                          f"\nwhile [ -e {gate} ]; do sleep 0.1; done\nexit 3\n",
                                          working_dir=str(tmp_path))).id
     wait_until(lambda: runs_of(tmp_path, ends_meanwhile), 60, "the second script to start")
@@ -325,7 +326,7 @@ def test_cancel_signal_requeue_and_shutdown_work_with_sigint_ignored(
     hold = tmp_path / "hold"
     hold.touch()
     trapping = (f"#!/bin/bash\ntrap 'echo usr1 >> {tmp_path}/got-$SLURM_JOB_ID' USR1\n"
-                f"echo \"$SLURM_RESTART_COUNT $$\" >> {tmp_path}/runs-$SLURM_JOB_ID\n"
+                f"echo \"${{SLURM_RESTART_COUNT:-0}} $$\" >> {tmp_path}/runs-$SLURM_JOB_ID\n"
                 f"while [ -e {hold} ]; do sleep 0.1; done\n")
     cancelled, requeued, stopped = (service.submit(spec(trapping, name=n, working_dir=str(tmp_path))).id
                                     for n in ("cancelled", "requeued", "stopped"))
