@@ -12,9 +12,11 @@ Everything runs on the actor's event loop; no method blocks it (reaping runs in 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -33,13 +35,19 @@ log = logging.getLogger(__name__)
 
 #: How often a stop is offered again to an attempt that has not opened its channel yet.
 DELIVERY_RETRY_S = 0.02
+#: Launch pacing: at most ``fresh_max`` attempts per node are in their first FRESH_S after being
+#: handed to Ray; more wait here, for milliseconds.  A burst of short jobs then runs on the worker
+#: processes that are already warm, instead of Ray starting one per free slot (a worker costs
+#: about half a second of CPU to start, far more than a short job).  An attempt stops counting
+#: when it ends or after FRESH_S, so longer jobs still fill every slot, FRESH_S apart at most.
+FRESH_S = 0.05
 _MIB = 1024 * 1024
 
 
 @dataclass
 class _Attempt:
     launch: Launch
-    ref: Any
+    ref: Any = None  #: None while it waits for its turn (launch pacing): not in Ray yet
     placement_group: Any = None
     intent: str = "none"
     stopping: bool = False
@@ -74,6 +82,10 @@ class Keeper:
         self._attempts: dict[int, _Attempt] = {}
         self._ended: dict[int, Ended] = {}
         self._changed: asyncio.Event | None = None
+        self._waiting: collections.deque[_Attempt] = collections.deque()  # launched, not yet handed to Ray
+        self._fresh: dict[int, float] = {}  # job id -> when its task was handed to Ray (monotonic)
+        self._fresh_max = max(4, 2 * (os.cpu_count() or 1))
+        self._pacing: asyncio.TimerHandle | None = None
 
     # -- what it is and holds ---------------------------------------------------------------
 
@@ -87,7 +99,11 @@ class Keeper:
     # -- launching -------------------------------------------------------------------------
 
     async def launch(self, launches: Sequence[Launch]) -> dict[int, str]:
-        """Submit each attempt's task; returns the ones Ray refused (job id -> why)."""
+        """Take each attempt; returns the ones Ray refused at once (job id -> why).
+
+        Attempts beyond the launch pacing's allowance wait here for their turn (FRESH_S); one
+        that Ray refuses then ends LAUNCH_FAILED, reported as any other end.
+        """
         refused = {}
         for launch in launches:
             running = self._attempts.get(launch.job_id)
@@ -95,25 +111,63 @@ class Keeper:
                 if running.launch.token != launch.token:
                     refused[launch.job_id] = f"an attempt {running.launch.token} of the job still runs here"
                 continue
-            try:
-                self._start(launch)
-            except Exception as error:  # a Ray-side refusal is data for the job's row
-                log.exception("job %s could not be launched", launch.job_id)
-                refused[launch.job_id] = f"{type(error).__name__}: {error}"
+            attempt = self._attempts[launch.job_id] = _Attempt(launch)
+            self._waiting.append(attempt)
+        refused.update({attempt.launch.job_id: why for attempt, why in self._hand_to_ray()})
         return refused
 
-    def _start(self, launch: Launch) -> None:
+    def _hand_to_ray(self) -> list[tuple[_Attempt, str]]:
+        """Submit waiting attempts while the pacing allows; returns those Ray refused, with why."""
+        now = time.monotonic()
+        for job_id in [job_id for job_id, since in self._fresh.items() if now - since >= FRESH_S]:
+            del self._fresh[job_id]
+        refused = []
+        while self._waiting and len(self._fresh) < self._fresh_max:
+            attempt = self._waiting.popleft()
+            if self._attempts.get(attempt.launch.job_id) is not attempt:  # stopped while it waited
+                continue
+            try:
+                self._start(attempt)
+            except Exception as error:  # a Ray-side refusal is data for the job's row
+                log.exception("job %s could not be launched", attempt.launch.job_id)
+                del self._attempts[attempt.launch.job_id]
+                refused.append((attempt, f"{type(error).__name__}: {error}"))
+                continue
+            self._fresh[attempt.launch.job_id] = now
+        if self._waiting and self._pacing is None:
+            wait_s = max(0.001, FRESH_S - (now - min(self._fresh.values(), default=now)))
+            self._pacing = asyncio.get_running_loop().call_later(wait_s, self._pace)
+        return refused
+
+    def _pace(self) -> None:
+        """Hand on what waits (the pacing timer, or an end that freed a turn)."""
+        if self._pacing is not None:
+            self._pacing.cancel()
+            self._pacing = None
+        for attempt, why in self._hand_to_ray():
+            self._end(attempt, RunReport(EndCause.LAUNCH_FAILED, detail=why))
+
+    def _end(self, attempt: _Attempt, report: RunReport) -> None:
+        launch = attempt.launch
+        if self._attempts.get(launch.job_id) is attempt:
+            del self._attempts[launch.job_id]
+        self._ended[launch.job_id] = Ended(launch.job_id, launch.token, report, attempt.intent)
+        attempt.done.set()
+        self._event().set()
+
+    def _start(self, attempt: _Attempt) -> None:
+        launch = attempt.launch
         group = self._placement_group(launch) if len(launch.nodes) > 1 else None
         strategy: Any = (PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=0) if group is not None
                          else NodeAffinitySchedulingStrategy(launch.nodes[0], soft=False))
         try:
-            ref = self._run_job.options(name=launch.name, max_retries=0, scheduling_strategy=strategy,
-                                        **ray_resources(launch.per_node)).remote(launch.request)
+            attempt.ref = self._run_job.options(name=launch.name, max_retries=0, scheduling_strategy=strategy,
+                                                **ray_resources(launch.per_node)).remote(launch.request)
         except Exception:
             if group is not None:
                 remove_placement_group(group)
             raise
-        attempt = self._attempts[launch.job_id] = _Attempt(launch, ref, group)
+        attempt.placement_group = group
         asyncio.get_running_loop().create_task(self._watch(attempt))
 
     @staticmethod
@@ -137,12 +191,9 @@ class Keeper:
         if attempt.placement_group is not None:
             with contextlib.suppress(Exception):
                 remove_placement_group(attempt.placement_group)
-        launch = attempt.launch
-        if self._attempts.get(launch.job_id) is attempt:
-            del self._attempts[launch.job_id]
-        self._ended[launch.job_id] = Ended(launch.job_id, launch.token, report, attempt.intent)
-        attempt.done.set()
-        self._event().set()
+        self._end(attempt, report)
+        if self._fresh.pop(attempt.launch.job_id, None) is not None and self._waiting:
+            self._pace()  # it ended within its first FRESH_S: its turn goes to the next
 
     # -- control ---------------------------------------------------------------------------
 
@@ -152,6 +203,9 @@ class Keeper:
         if attempt is None or attempt.launch.token != token:
             return False
         attempt.intent = intent
+        if attempt.ref is None:  # still waiting for its turn: it never reaches Ray
+            self._end(attempt, RunReport(EndCause.STOPPED))
+            return True
         if not attempt.stopping:
             attempt.stopping = True
             asyncio.get_running_loop().create_task(self._deliver_stop(attempt))

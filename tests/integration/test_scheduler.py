@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -307,3 +308,21 @@ def test_a_second_scheduler_on_the_same_database_is_refused(settings_factory, ba
     finally:
         ray.kill(intruder, no_restart=True)
     wait_for(lambda: service.get(job).state is jobs.JobState.COMPLETED, 30)
+
+
+def test_a_burst_of_short_jobs_reuses_warm_workers(settings_factory, scheduler_factory, tmp_path) -> None:
+    """Launch pacing (conductor/keeper/actor.py, FRESH_S): 150 one-CPU jobs that end at once, on a
+    node with 32 free slots, run on a few Ray worker processes instead of one started per slot."""
+    settings = settings_factory("sqlite", worker_concurrency=32)
+    service = JobService.from_settings(settings)
+    scheduler_factory(settings)
+    script = f"#!/bin/bash\necho $PPID > {tmp_path}/worker-$SLURM_JOB_ID\n"  # the Ray worker that ran it
+    ids = [job.id for job in service.submit_many(
+        [spec(script, cpus_per_task=1, memory_per_node_mb=100, working_dir=str(tmp_path)) for _ in range(150)])]
+    wait_for(lambda: _all_ended(service, ids), 120, message="the burst to end")
+    assert set(_states(service, ids).values()) == {jobs.JobState.COMPLETED}
+    workers = {(tmp_path / f"worker-{job_id}").read_text() for job_id in ids}
+    paced = max(4, 2 * (os.cpu_count() or 1))  # the keeper's allowance of fresh attempts
+    # The warm-up's workers (up to 8), the paced few, and a couple more for attempts that outlived
+    # FRESH_S on a loaded machine.  Without pacing, Ray started 19 for this burst here (and up to 32).
+    assert len(workers) <= 8 + paced + 4, f"{len(workers)} worker processes ran 150 short jobs"
