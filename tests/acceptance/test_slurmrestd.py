@@ -322,7 +322,7 @@ def test_malformed_bodies_are_422_and_store_nothing(client: TestClient, body: by
     assert _all_jobs(client) == []
 
 
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("version", ["v0.0.39", "v0.0.42", "v0.0.44"])
 def test_unknown_job_is_404_and_a_bad_id_422(client: TestClient, version: str) -> None:
     _assert_slurm_error(client.get(f"/slurm/{version}/job/999"), 404, "job 999 does not exist", "#/job_id")
     _assert_slurm_error(client.delete(f"/slurm/{version}/job/999"), 404, "job 999 does not exist")
