@@ -376,12 +376,35 @@ class JobService:
         if not pending:
             return {}
         now_s = time.time()
+        cluster_cpus = self._priority_inputs(now_s)
+        return {job.id: self._priorities.factors(job, cluster_cpus=cluster_cpus, now_s=now_s).as_dict()
+                for job in pending}
+
+    def slurm_priorities(self, found: Sequence[jobs.Job]) -> dict[int, int]:
+        """Each job's priority as Slurm reports it: 0 while held (Slurm's meaning of 0); a pending job's
+        as the scheduler computes it now (sprio's); a job that started, or ended without starting, as
+        computed at that moment, since Slurm stops recomputing it then.  At least 1 otherwise, as in
+        Slurm, where a computed priority below 1 becomes 1."""
+        if not found:
+            return {}
+        now_s = time.time()
+        cluster_cpus = self._priority_inputs(now_s)
+        result = {}
+        for job in found:
+            if job.spec.hold is not None:
+                result[job.id] = 0
+                continue
+            moment = job.start_time or (job.end_time if job.state is not jobs.JobState.PENDING else None)
+            at_s = moment.timestamp() if moment is not None else now_s
+            result[job.id] = max(1, self._priorities.factors(job, cluster_cpus=cluster_cpus, now_s=at_s).priority)
+        return result
+
+    def _priority_inputs(self, now_s: float) -> int:
+        """Fair share loaded (at most once per USAGE_MAX_AGE_S); the live cluster's CPUs."""
         if self._usage_read_at is None or time.monotonic() - self._usage_read_at >= USAGE_MAX_AGE_S:
             self._priorities.load_usage(self._repo.usage_records(self._priorities.usage_window_start(now_s)), now_s)
             self._usage_read_at = time.monotonic()
-        cluster_cpus = sum(node.capacity.cpus for node in self._live_nodes())
-        return {job.id: self._priorities.factors(job, cluster_cpus=cluster_cpus, now_s=now_s).as_dict()
-                for job in pending}
+        return sum(node.capacity.cpus for node in self._live_nodes())
 
     def nodes(self) -> list[tuple[Node, Resources]]:
         """Every node the scheduler has seen (alive or not), with what allocations hold on it now."""

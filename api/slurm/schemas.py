@@ -1,9 +1,10 @@
-"""Slurm's REST shapes as conductor serves them under ``/slurm/v0.0.4x/``: versions, meta, errors, job_info.
+"""Slurm's REST shapes as conductor serves them under ``/slurm/v0.0.*/``: meta, errors, job_info, responses.
 
 Taken from SchedMD/slurm ``src/plugins/data_parser/v0.0.42/parsers.c`` (JOB_INFO,
-PROCESS_EXIT_CODE_VERBOSE, OPENAPI_META, OPENAPI_ERROR, OPENAPI_WARNING, JOB_DESC_MSG).  Plain
-dicts: they are written to JSON as they are.  Pure: the request's parts that ``meta`` shows are
-passed in by ``api.slurm.routes``.
+PROCESS_EXIT_CODE_VERBOSE, OPENAPI_META, OPENAPI_ERROR, OPENAPI_WARNING, JOB_DESC_MSG); what
+other versions do differently is ``api.slurm.versions``' data, applied here.  Plain dicts: they
+are written to JSON as they are.  Pure: the request's parts that ``meta`` shows, and the job's
+priority, are passed in by ``api.slurm.routes``.
 """
 
 from __future__ import annotations
@@ -13,25 +14,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
+from api.slurm import versions
 from api.slurm.error_numbers import SLURM_SUCCESS, strerror
+from api.slurm.versions import Version
 from conductor import jobs
 from conductor.signals import signal_name
 
-#: The data_parser versions served, oldest first.
-VERSIONS = ("v0.0.40", "v0.0.41", "v0.0.42")
-#: Versions whose submit response still carries the deprecated ``result`` object.
-WITH_RESULT = ("v0.0.40", "v0.0.41")
-#: Versions whose DELETE /job response carries ``status`` (openapi_kill_job_resp).
-WITH_KILL_STATUS = ("v0.0.41", "v0.0.42")
-#: Slurm 24.11 is the release that serves all three versions.
-SLURM_VERSION = {"major": "24", "micro": "0", "minor": "11"}
-SLURM_RELEASE = "24.11.0"
 CLUSTER_NAME = "conductor"
+#: A batch job's standard input, as Slurm reports it.
+STANDARD_INPUT = "/dev/null"
 #: slurmctld keeps an ended job listed for MinJobAge (default 300 s); GET /jobs/ does the same.
 MIN_JOB_AGE_S = 300
 
 #: Every field of Slurm's job_desc_msg (v0.0.42 parsers.c JOB_DESC_MSG, plus a few v0.0.40/41
-#: names).  ``api.slurm.translate`` maps the ones conductor implements and warns about the rest.
+#: names and v0.0.44's step_id).  ``api.slurm.translate`` maps the ones conductor implements and warns about the rest.
 SLURM_JOB_DESC_FIELDS = frozenset("""
     account account_gather_frequency admin_comment allocation_node_list allocation_node_port argv array
     batch_features begin_time flags burst_buffer clusters cluster_constraint comment contiguous container
@@ -48,7 +44,7 @@ SLURM_JOB_DESC_FIELDS = frozenset("""
     tasks_per_socket tasks_per_core tasks_per_board ntasks_per_tres minimum_cpus_per_node memory_per_cpu
     memory_per_node temporary_disk_per_node selinux_context required_switches segment_size standard_error
     standard_input standard_output wait_for_switch wckey x11 x11_magic_cookie x11_target_host
-    x11_target_port exclusive oversubscribe kill_on_invalid_dependency
+    x11_target_port exclusive oversubscribe kill_on_invalid_dependency oom_kill_step resv_mpi_ports step_id
 """.split())
 
 
@@ -90,14 +86,20 @@ def timestamp(moment: datetime | None) -> dict[str, Any]:
     return no_val(None if moment is None else int(moment.timestamp()))
 
 
-def meta(version: str, *, client: str, user: str) -> dict[str, Any]:
+def meta(version: Version, *, client: str, user: str) -> dict[str, Any]:
     """Slurm's openapi_meta; ``client`` is ``[host]:port`` (or ""), ``user`` the X-SLURM-USER-NAME given."""
+    major, minor, micro = version.release_parts
+    plugin = {"type": "openapi/slurmctld", "name": "Slurm OpenAPI slurmctld",
+              "data_parser": f"data_parser/{version.name}", "accounting_storage": ""}
+    if not version.structured:  # v0.0.39: "Slurm", its version parts numbers
+        return {"plugin": plugin, "Slurm": {"version": {"major": int(major), "micro": int(micro), "minor": int(minor)},
+                                            "release": version.release}}
     return {
-        "plugin": {"type": "openapi/slurmctld", "name": "Slurm OpenAPI slurmctld",
-                   "data_parser": f"data_parser/{version}", "accounting_storage": ""},
+        "plugin": plugin,
         "client": {"source": client, "user": user, "group": ""},
         "command": [],
-        "slurm": {"version": dict(SLURM_VERSION), "release": SLURM_RELEASE, "cluster": CLUSTER_NAME},
+        "slurm": {"version": {"major": major, "micro": micro, "minor": minor}, "release": version.release,
+                  "cluster": CLUSTER_NAME},
     }
 
 
@@ -111,13 +113,24 @@ def error_content(meta_content: dict[str, Any], error: SlurmError, warnings: War
     }
 
 
-def submit_response(version: str, job_id: int) -> dict[str, Any]:
+#: The submit response's step_id: the batch step (SLURM_BATCH_SCRIPT, as Slurm's STEP_ID dumper writes it).
+BATCH_STEP = "batch"
+
+
+def submit_response(version: Version, job_id: int) -> dict[str, Any]:
     """openapi_job_submit_response without meta, errors and warnings (v0.0.40/41 add ``result``)."""
-    content: dict[str, Any] = {"job_id": job_id, "step_id": "batch", "job_submit_user_msg": ""}
-    if version in WITH_RESULT:
-        content["result"] = {"job_id": job_id, "step_id": "batch", "error_code": SLURM_SUCCESS,
+    content: dict[str, Any] = {"job_id": job_id, "step_id": BATCH_STEP, "job_submit_user_msg": ""}
+    if version.submit_result:
+        content["result"] = {"job_id": job_id, "step_id": BATCH_STEP, "error_code": SLURM_SUCCESS,
                              "error": strerror(SLURM_SUCCESS), "job_submit_user_msg": ""}
     return content
+
+
+def jobs_response(version: Version, infos: list[dict[str, Any]], now_s: int) -> dict[str, Any]:
+    """openapi_job_info_resp without meta, errors and warnings (v0.0.39: only ``jobs``)."""
+    if not version.structured:
+        return {"jobs": infos}
+    return {"jobs": infos, "last_backfill": no_val(now_s), "last_update": no_val(now_s)}
 
 
 def kill_status(job: jobs.Job, error_number: int) -> dict[str, Any]:
@@ -126,10 +139,13 @@ def kill_status(job: jobs.Job, error_number: int) -> dict[str, Any]:
             "step_id": job.display_id, "job_id": no_val(job.id), "federation": {"sibling": ""}}
 
 
-def controller_ping(hostname: str, up: bool, latency_us: int) -> dict[str, Any]:
+def controller_ping(version: Version, hostname: str, up: bool, latency_us: int) -> dict[str, Any]:
     """One entry of GET /ping's ``pings`` (CONTROLLER_PING); conductor's controller is its database and queue."""
-    return {"hostname": hostname, "pinged": "UP" if up else "DOWN", "responding": up, "latency": latency_us,
-            "mode": "primary", "primary": True}
+    ping: dict[str, Any] = {"hostname": hostname, "pinged": "UP" if up else "DOWN", "latency": latency_us,
+                            "mode": "primary"}
+    if version.structured:
+        ping.update(responding=up, primary=True)
+    return ping
 
 
 def _exit_code(job: jobs.Job) -> dict[str, Any]:
@@ -144,9 +160,25 @@ def _exit_code(job: jobs.Job) -> dict[str, Any]:
             "signal": {"id": no_val(), "name": ""}}
 
 
-def job_info(job: jobs.Job, dependency_state: str | None = None) -> dict[str, Any]:
-    """A conductor job as Slurm's job_info; ``dependency_state`` is what is left of its dependency, as Slurm
-    shows it (``afterok:40_*(unfulfilled)``; "" once fulfilled)."""
+def _plain_exit_code(job: jobs.Job) -> int:
+    """v0.0.39's exit code, one number: the return code, or 128 + the signal that ended the job."""
+    if not job.state.is_terminal():
+        return 0
+    return 128 + job.signal if job.signal else (job.exit_code or 0)
+
+
+#: job_info's times, which v0.0.39 writes as plain Unix numbers (0: not set).
+_TIMES = ("submit_time", "eligible_time", "start_time", "end_time")
+
+
+def job_info(job: jobs.Job, version: Version = versions.NEWEST, *, priority: int = 0,
+             dependency_state: str | None = None) -> dict[str, Any]:
+    """A conductor job as Slurm's job_info of ``version``.
+
+    ``priority`` is the job's priority as Slurm reports it (0 while held: ``JobService.slurm_priorities``);
+    ``dependency_state`` is what is left of its dependency, as Slurm shows it
+    (``afterok:40_*(unfulfilled)``; "" once fulfilled).
+    """
     spec = job.spec
     held = spec.hold is not None
     limit_min = None if spec.time_limit_s is None else math.ceil(spec.time_limit_s / 60)
@@ -158,7 +190,7 @@ def job_info(job: jobs.Job, dependency_state: str | None = None) -> dict[str, An
     if held and job.state is jobs.JobState.PENDING and reason == jobs.Reason.NONE:
         # Slurm shows the hold at once; conductor records it at the scheduler's next pass.
         reason = jobs.Reason.HELD_ADMIN if spec.hold == "admin" else jobs.Reason.HELD_USER
-    return {
+    info: dict[str, Any] = {
         "job_id": job.id,
         "name": spec.name,
         "account": spec.account,
@@ -187,12 +219,14 @@ def job_info(job: jobs.Job, dependency_state: str | None = None) -> dict[str, An
         "eligible_time": timestamp(spec.begin_time or job.submit_time),
         "start_time": timestamp(job.start_time),
         "end_time": timestamp(end_time),
+        # Slurm's JOB_INFO_STD*: stderr goes to the output file unless given apart (the repository
+        # expands it so), stdin is /dev/null for a batch job
         "standard_output": job.stdout_path,
-        "standard_error": job.stderr_path,
-        "standard_input": "/dev/null",
+        "standard_error": job.stderr_path or job.stdout_path,
+        "standard_input": STANDARD_INPUT,
         "current_working_directory": spec.working_dir,
         "command": "",
-        "priority": no_val(0 if held else spec.priority),
+        "priority": no_val(0 if held else priority),
         "nice": spec.nice,
         "hold": held,
         "requeue": spec.requeue,
@@ -205,3 +239,21 @@ def job_info(job: jobs.Job, dependency_state: str | None = None) -> dict[str, An
         "flags": [],
         "qos": "",
     }
+    adds = version.job_info_adds
+    if versions.EXPANDED_PATHS in adds:
+        info.update(stdin_expanded=info["standard_input"], stdout_expanded=info["standard_output"],
+                    stderr_expanded=info["standard_error"])
+    if versions.LICENSES_ALLOCATED in adds:
+        info["licenses_allocated"] = ""
+    if versions.SEGMENT_SIZE in adds:
+        info["segment_size"] = 0
+    if versions.STEP_ID in adds:  # the job's own id; no step or SLUID of its own
+        info["step_id"] = {"job_id": no_val(job.id), "step_het_component": no_val()}
+    if versions.SUBMIT_LINE in adds:
+        info["submit_line"] = ""  # Slurm records sbatch's command line; a REST submission has none
+    if not version.structured:
+        info["job_state"] = job.state.value
+        info["exit_code"] = info["derived_exit_code"] = _plain_exit_code(job)
+        for name in _TIMES:
+            info[name] = info[name]["number"]
+    return info

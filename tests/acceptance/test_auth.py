@@ -173,3 +173,16 @@ def test_slurm_job_list_needs_a_valid_token_even_when_there_are_no_jobs(secured:
         assert response.json()["errors"][0]["source"] == "authentication"
     mine = {"X-SLURM-USER-NAME": "alice", "X-SLURM-USER-TOKEN": secured["tokens"]["alice"]}
     assert client.get(f"/slurm/{version}/jobs/", headers=mine).json()["jobs"] == []
+
+
+@pytest.mark.parametrize("version", ["v0.0.39", "v0.0.44"])
+def test_slurm_ping_needs_a_valid_token_and_names_no_host_without_one(secured: dict, version: str) -> None:
+    client = secured["client"]
+    for headers in ({}, {"X-SLURM-USER-NAME": "alice", "X-SLURM-USER-TOKEN": "cdt_wrong"}):
+        response = client.get(f"/slurm/{version}/ping/", headers=headers)
+        assert response.status_code == 401, response.text
+        assert response.json()["errors"][0]["source"] == "authentication"
+        assert "pings" not in response.json() and "testnode" not in response.text  # the host name stays unsaid
+    mine = {"X-SLURM-USER-NAME": "alice", "X-SLURM-USER-TOKEN": secured["tokens"]["alice"]}
+    (ping,) = client.get(f"/slurm/{version}/ping/", headers=mine).json()["pings"]
+    assert (ping["hostname"], ping["pinged"]) == ("testnode", "UP")

@@ -24,7 +24,9 @@ from conductor.db.models import JobRow
 from tests.helpers import node
 from tests.slurm_bodies import QUICKSTART_BODY, TESTSUITE_BODY, TESTSUITE_HELD_BODY
 
-VERSIONS = ["v0.0.40", "v0.0.41", "v0.0.42"]
+VERSIONS = ["v0.0.39", "v0.0.40", "v0.0.41", "v0.0.42", "v0.0.43", "v0.0.44"]
+#: From v0.0.40 on: job_state a list, numbers and times {set, infinite, number}, verbose exit codes.
+STRUCTURED = VERSIONS[1:]
 
 def _all_jobs(client: TestClient) -> list[jobs.Job]:
     found, _ = client.service.list_jobs(JobFilter(), limit=1000)  # type: ignore[attr-defined]
@@ -77,7 +79,7 @@ def test_quickstart_body_is_accepted_with_warnings(client: TestClient, version: 
     assert stored.spec.script == QUICKSTART_BODY["script"]
 
 
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("version", STRUCTURED)
 def test_client_written_for_slurmrestd_submits_polls_and_cancels(client: TestClient, version: str) -> None:
     """The flow of SchedMD's test_112_41.py::test_jobs, with its assertions, on each version."""
     resp = _submit(client, TESTSUITE_BODY, version)
@@ -94,6 +96,9 @@ def test_client_written_for_slurmrestd_submits_polls_and_cancels(client: TestCli
     job = _job(client, job_id, version)
     assert (job["job_id"], job["name"], job["partition"]) == (job_id, "test job", "debug")
     assert job["job_state"] == ["PENDING"] and job["exit_code"]["status"] == ["PENDING"]
+    # a pending job's real priority (held ones show 0): what conductor's own sprio computes for it
+    native = client.get(f"/api/jobs/{job_id}").json()["priority_factors"]["priority"]
+    assert job["priority"] == {"set": True, "infinite": False, "number": native} and native > 0
 
     held = _submit(client, TESTSUITE_HELD_BODY, version)
     assert len(held["warnings"]) > 0 and len(held["errors"]) == 0  # priority 0 = held, as in Slurm
@@ -120,6 +125,37 @@ def test_client_written_for_slurmrestd_submits_polls_and_cancels(client: TestCli
     # ended jobs stay listed (MinJobAge); the native API sees the same job
     assert held_id in [j["job_id"] for j in client.get(f"/slurm/{version}/jobs/").json()["jobs"]]
     assert client.get(f"/api/jobs/{held_id}").json()["state"] == "CANCELLED"
+
+
+def test_each_version_answers_in_its_own_shapes(client: TestClient) -> None:
+    """One job read through every version: each one's differences from v0.0.42 (the slurmrestapi 25.11
+    client's v0.0.43/v0.0.44 models; its 0.0.39 release's v0.0.39 models)."""
+    job_id = _submit(client, {"job": {"name": "shapes", "current_working_directory": "/tmp",
+                                      "script": "#!/bin/bash\ntrue"}}, "v0.0.44")["job_id"]
+    client.delete(f"/slurm/v0.0.44/job/{job_id}")
+    output = f"/tmp/slurm-{job_id}.out"  # sbatch's default; stderr goes there too unless given apart
+    read = {version: client.get(f"/slurm/{version}/job/{job_id}").json() for version in VERSIONS}
+    for version, body in read.items():
+        (job,) = body["jobs"]
+        assert (job["standard_output"], job["standard_error"], job["standard_input"]) == (output, output, "/dev/null")
+        assert body["meta"]["plugin"]["data_parser"] == f"data_parser/{version}"
+        assert ("stdout_expanded" in job) is (version in ("v0.0.43", "v0.0.44")), version
+        assert ("submit_line" in job) is (version == "v0.0.44"), version
+    old = read["v0.0.39"]
+    (job,) = old["jobs"]
+    assert job["job_state"] == "CANCELLED" and job["exit_code"] == 0
+    assert isinstance(job["submit_time"], int) and job["end_time"] >= job["submit_time"] > 0
+    assert job["priority"]["set"] is True and "last_update" not in old
+    assert old["meta"]["Slurm"]["version"] == {"major": 23, "micro": 0, "minor": 2} and "slurm" not in old["meta"]
+    new = read["v0.0.44"]
+    (job,) = new["jobs"]
+    assert job["job_state"] == ["CANCELLED"] and job["end_time"]["set"] is True
+    assert job["step_id"]["job_id"] == {"set": True, "infinite": False, "number": job_id}
+    assert (job["stdin_expanded"], job["stdout_expanded"], job["stderr_expanded"]) == ("/dev/null", output, output)
+    assert new["meta"]["slurm"]["release"] == "25.11.0" and read["v0.0.43"]["meta"]["slurm"]["release"] == "25.05.0"
+    assert new["last_update"]["set"] is True
+    (ping,) = client.get("/slurm/v0.0.39/ping/").json()["pings"]
+    assert ping["pinged"] == "UP" and "responding" not in ping
 
 
 @pytest.mark.parametrize(("memory", "expected_mb"), [
@@ -177,7 +213,11 @@ def test_other_implemented_fields_map_to_the_job(client: TestClient) -> None:
     assert spec.begin_time == datetime.fromtimestamp(begin, tz=timezone.utc)
     job = _job(client, resp["job_id"])
     assert job["standard_output"] == f"/tmp/out-{resp['job_id']}.txt" and job["standard_error"] == "/tmp/err-full.txt"
-    assert job["user_name"] == "alice" and job["priority"]["number"] == 7 and job["requeue"] is False
+    assert job["standard_input"] == "/dev/null"
+    # the priority the job runs by: the admin's 7 added, nice 10 taken off (the native API's sprio)
+    factors = client.get(f"/api/jobs/{resp['job_id']}").json()["priority_factors"]
+    assert (factors["admin"], factors["nice"]) == (7, 10)
+    assert job["priority"]["number"] == factors["priority"] and job["user_name"] == "alice" and job["requeue"] is False
     assert job["eligible_time"]["number"] == begin
     dependent = _submit(client, {"job": {"name": "dep", "dependency": f"afterok:{resp['job_id']}", "hold": True,
                                          "kill_on_invalid_dependency": True, "current_working_directory": "/tmp",
@@ -282,7 +322,7 @@ def test_malformed_bodies_are_422_and_store_nothing(client: TestClient, body: by
     assert _all_jobs(client) == []
 
 
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("version", ["v0.0.39", "v0.0.42", "v0.0.44"])
 def test_unknown_job_is_404_and_a_bad_id_422(client: TestClient, version: str) -> None:
     _assert_slurm_error(client.get(f"/slurm/{version}/job/999"), 404, "job 999 does not exist", "#/job_id")
     _assert_slurm_error(client.delete(f"/slurm/{version}/job/999"), 404, "job 999 does not exist")
