@@ -7,7 +7,13 @@ and, as the baseline measured in the same run, the latency of a plain Ray task s
 from a driver to its first line running.  Then the seed's scenario (4 jobs x 4 CPUs x 8G,
 sleep 2 s) with WORKER_CONCURRENCY=4 and =1: makespan of the batch.
 
-Run:  .venv/bin/python bench/submit_to_start.py [--jobs 40]
+Then, through REST (``--rest``, the issue's target): a real ``conductor up`` per backend on a node
+declared with 32 CPUs, one keep-alive client submitting one job at a time (``POST
+/api/jobs/submit``), each waited for to end before the next: REST submit -> the script's own clock
+(``$EPOCHREALTIME``), p50 and p99, beside a plain Ray task that runs the same bash script with
+subprocess, submitted from a driver.
+
+Run:  .venv/bin/python bench/submit_to_start.py [--jobs 40] [--rest 200] [--only-rest]
 Needs PostgreSQL and Redis on 127.0.0.1 (skips that backend when absent).
 """
 
@@ -35,6 +41,12 @@ PG_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 REDIS = "redis://127.0.0.1:6379/8"
 
 
+def _p50_p99(values_ms: list[float]) -> str:
+    ordered = sorted(values_ms)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return f"p50 {statistics.median(ordered):7.1f} ms   p99 {p99:7.1f} ms   max {ordered[-1]:7.1f} ms"
+
+
 def _percentiles(values_ms: list[float]) -> str:
     ordered = sorted(values_ms)
     p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
@@ -59,6 +71,58 @@ def ray_baseline(count: int) -> list[float]:
     for _ in range(count):
         sent = time.time()
         latencies.append((ray.get(first_line.remote()) - sent) * 1000)
+    return latencies
+
+
+SCRIPT = "#!/bin/bash\necho $EPOCHREALTIME > {marker}\n"
+
+
+def ray_script_baseline(count: int, workdir: Path) -> list[float]:
+    """A plain Ray task running the job's bash script with subprocess: submit -> the script's clock."""
+    import os
+    import subprocess
+
+    @ray.remote(num_cpus=1, memory=100 * 1024**2, max_retries=0)
+    def run(script: str) -> int:
+        return subprocess.run(["/bin/bash", script], env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}).returncode
+
+    latencies = []
+    for i in range(count + 5):  # the first five warm the workers
+        marker = workdir / f"ray{i}"
+        script = workdir / f"ray{i}.sh"
+        script.write_text(SCRIPT.format(marker=marker))
+        sent = time.time()
+        ray.get(run.remote(str(script)))
+        if i >= 5:
+            latencies.append((float(marker.read_text()) - sent) * 1000)
+    return latencies
+
+
+def rest_latency(count: int, workdir: Path, database_url: str = "", redis_url: str = "") -> list[float]:
+    """REST submit -> the script's clock, one job at a time on an idle node of a real ``conductor up``."""
+    import sys
+
+    import httpx
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import burst
+
+    command = str(Path(sys.executable).with_name("conductor"))
+    latencies = []
+    with burst.conductor_up(command, workdir, database_url, redis_url) as url, \
+            httpx.Client(base_url=url, timeout=30) as client:
+        for i in range(count + 5):  # the first five warm the workers and the connection
+            marker = workdir / f"rest{i}"
+            body = {"job": {"name": "lat", "cpus_per_task": 1, "memory_per_node": 100,
+                            "current_working_directory": str(workdir)}, "script": SCRIPT.format(marker=marker)}
+            sent = time.time()
+            reply = client.post("/api/jobs/submit", json=body)
+            reply.raise_for_status()
+            job_id = reply.json()["job_id"]
+            _wait(marker.exists, 30)
+            _wait(lambda: client.get(f"/api/jobs/{job_id}").json()["state"] in ("COMPLETED", "FAILED"), 30)
+            if i >= 5:
+                latencies.append((float(marker.read_text()) - sent) * 1000)
     return latencies
 
 
@@ -127,15 +191,42 @@ def backends(workdir: Path) -> Iterator[dict[str, dict]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=40, help="sequential jobs per latency run")
+    parser.add_argument("--rest", type=int, default=0, help="sequential REST submits per backend (0: none)")
+    parser.add_argument("--only-rest", action="store_true", help="only the REST latency and its baseline")
     args = parser.parse_args()
-    ray.init(num_cpus=32, _memory=64 * 1024**3, object_store_memory=256 * 1024**2, include_dashboard=False,
+    import os
+
+    print(f"# load before: {os.getloadavg()[0]:.2f}")
+    if not args.only_rest:
+        ray.init(address="local", num_cpus=32, _memory=64 * 1024**3, object_store_memory=256 * 1024**2, include_dashboard=False,
+                 log_to_driver=False)
+        with tempfile.TemporaryDirectory() as tmp:
+            workdir = Path(tmp)
+            print(f"baseline  plain Ray task, submit->first line:   {_percentiles(ray_baseline(args.jobs))}")
+            with backends(workdir) as found:
+                _run_backends(found, workdir, args.jobs)
+        ray.shutdown()
+    if args.rest:
+        _rest(args.rest)
+    print(f"# load after: {os.getloadavg()[0]:.2f}")
+
+
+def _rest(count: int) -> None:
+    ray.init(address="local", num_cpus=32, _memory=64 * 1024**3, object_store_memory=256 * 1024**2, include_dashboard=False,
              log_to_driver=False)
     with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        print(f"baseline  plain Ray task, submit->first line:   {_percentiles(ray_baseline(args.jobs))}")
-        with backends(workdir) as found:
-            _run_backends(found, workdir, args.jobs)
+        baseline = ray_script_baseline(count, Path(tmp))
     ray.shutdown()
+    print(f"baseline  plain Ray task running the script, submit->script:  {_p50_p99(baseline)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        with backends(workdir) as found:
+            for label, urls in found.items():
+                run_dir = workdir / label.split()[0]
+                run_dir.mkdir()
+                figures = rest_latency(count, run_dir, urls["database_url"].replace(
+                    f"sqlite:///{workdir / 'bench.db'}", ""), urls.get("redis_url", ""))
+                print(f"{label:24s} REST submit->script:    {_p50_p99(figures)}")
 
 
 def _run_backends(found: dict[str, dict], workdir: Path, count: int) -> None:

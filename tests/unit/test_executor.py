@@ -414,4 +414,5 @@ def test_run_as_a_user_keeps_the_time_limit_and_the_group_kill(tmp_path: Path) -
     result = run(tmp_path, "#!/bin/bash\n(sleep 60; echo leaked) &\necho $! > child.pid\nsleep 60\n",
                  run_as="root", time_limit_s=1, kill_wait_s=0.5)
     assert (result.cause, result.signal) == (EndCause.TIMEOUT, signal.SIGTERM)
-    assert not pid_alive(int(read(tmp_path / "child.pid")))
+    child = int(read(tmp_path / "child.pid"))  # SIGKILLed with the group; reaped by init a moment later
+    wait_for(lambda: not pid_alive(child), timeout_s=5, message=f"process {child} to die")

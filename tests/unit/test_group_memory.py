@@ -31,8 +31,9 @@ def test_descendants_count_the_children_and_not_a_reparented_process(tmp_path: P
     try:
         whole = group.group_rss_kb(process.pid)
         descendants = group.descendants_rss_kb(process.pid)
-        assert 40 * 1024 < descendants < whole, (descendants, whole)  # the reparented one is missing
-        assert whole - descendants > 35 * 1024
+        # The reparented one is missing.  (Bounds below 40 MiB: a loaded host may reclaim a few pages.)
+        assert 30 * 1024 < descendants < whole, (descendants, whole)
+        assert whole - descendants > 25 * 1024
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
@@ -54,6 +55,7 @@ def test_a_descendant_walk_costs_less_than_the_scan(tmp_path: Path) -> None:
     """Not a timing assertion: the walk opens files of the job's processes only."""
     process = subprocess.Popen(["sleep", "5"], start_new_session=True)
     try:
+        wait_for(lambda: group.group_rss_kb(process.pid) > 0, 5, message="sleep to be exec'd")
         opened: list[str] = []
         real_open = os.open
 
