@@ -61,16 +61,19 @@ class ApiClient:
 
     def all_jobs(self, params: dict[str, Any], *, page_size: int = 1000) -> list[dict[str, Any]]:
         """Every job matching ``params``, following next_cursor page by page."""
-        found: list[dict[str, Any]] = []
+        return [job for page in self.job_pages(params, page_size=page_size) for job in page]
+
+    def job_pages(self, params: dict[str, Any], *, page_size: int = 1000) -> Iterator[list[dict[str, Any]]]:
+        """The jobs matching ``params``, one page at a time, as the API serves them (next_cursor)."""
         cursor = None
         while True:
             query = {**params, "limit": page_size} if cursor is None else {**params, "limit": page_size,
                                                                            "cursor": cursor}
             page = self.list_jobs(query)
-            found.extend(page["jobs"])
+            yield page["jobs"]
             cursor = page.get("next_cursor")
             if cursor is None:
-                return found
+                return
 
     def output(self, job_id: int, params: dict[str, Any]) -> tuple[str, dict[str, str]]:
         """``GET /api/jobs/{id}/output``: the text and the X-Conductor-* headers (lower-case names)."""

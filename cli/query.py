@@ -6,6 +6,7 @@ and renders with cli/render.py.  Registered on ``cli.app.app`` when cli/main.py 
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import time
@@ -88,15 +89,41 @@ def _filters(user: Optional[str], account: Optional[str], partition: Optional[st
     return {key: value for key, value in params.items() if value}
 
 
+#: Jobs per request when listing: the first rows print after one request, whatever the depth.
+PAGE_SIZE = 1000
+
+
 def _list(ctx: click.Context, params: dict, headers: Any, row: Any, right: Any, *, as_json: bool,
           header: bool) -> None:
-    """Fetch every matching job (all pages) and print it as JSON or as a table."""
-    found = call(lambda client: client.all_jobs(params), ctx)
+    """Print every matching job as JSON, or as a table page by page (PAGE_SIZE jobs a request).
+
+    A table of more than one page is printed as its pages come, in plain columns sized by the
+    first page, so ``conductor queue | head`` answers at once whatever the depth of the queue.
+    """
     if as_json:
-        _print_json({"jobs": found})
+        _print_json({"jobs": call(lambda client: client.all_jobs(params, page_size=PAGE_SIZE), ctx)})
         return
     now = datetime.now(timezone.utc)
-    render.print_table(headers, [row(job, now) for job in found], right=right, header=header)
+
+    def show(client: Any) -> None:
+        pages = client.job_pages(params, page_size=PAGE_SIZE)
+        first = [row(job, now) for job in next(pages)]
+        second = next(pages, None)
+        if second is None:  # one page: a table fitted to it (rich on a terminal)
+            render.print_table(headers, first, right=right, header=header)
+            return
+        widths = render.column_widths(headers, first)
+        for number, rows in enumerate(itertools.chain([first], ([row(job, now) for job in page]
+                                                                for page in itertools.chain([second], pages)))):
+            text = render.plain_table(headers, rows, right=right, header=header and number == 0, widths=widths)
+            if text:
+                click.echo(text)
+
+    try:
+        call(show, ctx)
+    except BrokenPipeError:  # the reader (head) has what it wanted
+        sys.stdout = None  # type: ignore[assignment] - nothing more to flush at exit
+        raise SystemExit(0) from None
 
 
 def _print_json(value: Any) -> None:

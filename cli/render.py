@@ -230,14 +230,22 @@ def show_text(job: Job, now: datetime, *, one_line: bool = False) -> str:
 # -- tables -------------------------------------------------------------------------------
 
 def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, right: frozenset[str] = frozenset(),
-                header: bool = True) -> str:
-    """Aligned columns separated by one space, no colour: stable for scripts (awk, cut)."""
-    widths = [max([len(title)] + [len(row[i]) for row in rows]) for i, title in enumerate(headers)]
+                header: bool = True, widths: Sequence[int] | None = None) -> str:
+    """Aligned columns separated by one space, no colour: stable for scripts (awk, cut).
+
+    ``widths``: the columns' widths, kept from an earlier page of the same listing (a wider cell
+    still prints whole); by default they fit ``rows``.
+    """
+    widths = widths or column_widths(headers, rows)
     lines = [headers] if header else []
     lines += rows
     return "\n".join(" ".join(cell.rjust(width) if title in right else cell.ljust(width)
                                for cell, width, title in zip(line, widths, headers)).rstrip()
                       for line in lines)
+
+
+def column_widths(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[int]:
+    return [max([len(title)] + [len(row[i]) for row in rows]) for i, title in enumerate(headers)]
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, right: frozenset[str] = frozenset(),

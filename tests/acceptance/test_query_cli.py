@@ -263,3 +263,22 @@ def test_partitions_prints_sinfo_rows(server: dict) -> None:
     assert rows["default*"][4].endswith("/64") and rows["default*"][8] == "n1"
     data = json.loads(_ok(server, "partitions", "--json"))
     assert {p["name"] for p in data["partitions"]} == {"default", "gpu"}
+
+
+def test_queue_prints_page_by_page_and_stops_when_the_reader_does(server: dict) -> None:
+    """More than one page (cli.query.PAGE_SIZE): one header, every job once, in order, and `| head`
+    ends the command at once (no traceback, exit 0) instead of it listing the rest."""
+    from cli.query import PAGE_SIZE
+
+    user = _user()
+    service = server["service"]
+    ids = [job.id for job in service.submit_many([spec("#!/bin/bash\ntrue\n", user=user, name=f"p{i}")
+                                                  for i in range(PAGE_SIZE + 5)])]
+    lines = _ok(server, "queue", "-u", user).splitlines()
+    assert lines[0].split() == QUEUE_HEADER and sum(line.startswith("JOBID") for line in lines) == 1
+    assert [int(line.split()[0]) for line in lines[1:]] == ids
+    assert lines[0].index("NAME") == lines[-1].index(f"p{PAGE_SIZE + 4}")  # the first page's widths hold
+    piped = subprocess.run(["bash", "-o", "pipefail", "-c", f"{CONDUCTOR} queue -u {user} | head -3"],
+                           env=server["env"], capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0 and piped.stderr == ""
+    assert [line.split()[0] for line in piped.stdout.splitlines()] == ["JOBID", str(ids[0]), str(ids[1])]
