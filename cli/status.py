@@ -42,6 +42,8 @@ def _scheduler_lines(scheduler: dict[str, Any], lease: dict[str, Any] | None) ->
                      f"{scheduler.get('passes_per_minute')} in the last minute")
         lines.append(f"  Last pass:        {_seconds(scheduler.get('last_pass_duration_s'))}"
                      + (f" at {render.local_time(scheduler['last_pass_at'])}" if scheduler.get("last_pass_at") else ""))
+        lines.append(f"  Pass p95:         <= {_seconds(scheduler.get('pass_duration_p95_s'))}; submit to start "
+                     f"p95 <= {_seconds(scheduler.get('submit_to_start_p95_s'))}")
         lines.append(f"  Loop lag:         {_seconds(scheduler.get('loop_lag_s'))}")
         lines.append(f"  Errors:           database {scheduler.get('database_errors')}, "
                      f"queue {scheduler.get('queue_errors')}")
@@ -56,9 +58,9 @@ def _scheduler_lines(scheduler: dict[str, Any], lease: dict[str, Any] | None) ->
 
 def _queue_lines(queue: dict[str, Any] | None, nodes: dict[str, Any] | None) -> list[str]:
     if queue is None:
-        return ["Queue:              unknown (the database does not answer)"]
+        return ["Jobs:               unknown (the database does not answer)"]
     reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(queue["pending_by_reason"].items()))
-    lines = [f"Queue:              {queue['pending']} pending{f' ({reasons})' if reasons else ''}, "
+    lines = [f"Jobs:               {queue['pending']} pending{f' ({reasons})' if reasons else ''}, "
              f"{queue['running']} running"]
     oldest = queue.get("oldest_pending")
     if oldest:
