@@ -35,13 +35,14 @@ def nodes(service: JobService) -> list[NodeOut]:
     return [_node_out(node, used) for node, used in service.nodes()]
 
 
-def partitions_of(service: JobService, settings: Settings) -> list[PartitionOut]:
+def partitions_of(service: JobService, settings: Settings,
+                  summary: list[tuple[str, jobs.Reason, str, int, int]] | None = None) -> list[PartitionOut]:
     """Each partition (sinfo): its up nodes, capacity, job counts and limits.
 
     With PARTITION_ keys configured, those partitions and the nodes each covers (a node may be in
     several); otherwise (open partitions) up nodes grouped by their conductor.io/partition label."""
     counts: dict[tuple[str, str], int] = {}
-    for state, _reason, partition, count, _cpus in service.queue_summary():
+    for state, _reason, partition, count, _cpus in (service.queue_summary() if summary is None else summary):
         counts[state, partition] = counts.get((state, partition), 0) + count
     up = [node for node in nodes(service) if node.state == "up"]
     if not settings.partitions:

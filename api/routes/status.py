@@ -128,20 +128,21 @@ def status(request: Request, service: ServiceDep, settings: SettingsDep, caller:
     try:
         holder = service.lease_holder()
         reply.lease = LeaseOut(held=holder.held, holder=holder.holder)
-        reply.queue = _queue(service, caller)
+        summary = service.queue_summary()
+        reply.queue = _queue(service, caller, summary)
         nodes = capacity.nodes(service)
         reply.nodes = NodeCountsOut(alive=sum(n.state == "up" for n in nodes), down=sum(n.state != "up" for n in nodes),
                                     names_down=[n.name for n in nodes if n.state != "up"])
-        reply.partitions = [_partition(p) for p in capacity.partitions_of(service, settings)]
+        reply.partitions = [_partition(p) for p in capacity.partitions_of(service, settings, summary)]
     except ServiceUnavailable as exc:
         count_unavailable(request, exc)
     return reply
 
 
-def _queue(service: JobService, caller: Caller) -> QueueOut:
+def _queue(service: JobService, caller: Caller, summary: list[tuple[str, jobs.Reason, str, int, int]]) -> QueueOut:
     pending = running = 0
     by_reason: dict[str, int] = {}
-    for state, reason, _partition, count, _cpus in service.queue_summary():
+    for state, reason, _partition, count, _cpus in summary:
         if state == jobs.JobState.PENDING.value:
             pending += count
             by_reason[reason.value] = by_reason.get(reason.value, 0) + count

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -13,12 +14,15 @@ from tests.helpers import spec, wait_for
 pytestmark = pytest.mark.ray
 
 
-def _json_lines(actor_id: str) -> list[dict]:
-    from ray.util.state import get_log
+def _json_lines(handle: object) -> list[dict]:
+    """The JSON lines of the actor's stderr, where Ray writes it (this host's session: logs/worker-*-PID.err)."""
+    import ray
 
+    pid = ray.get(handle.__ray_call__.remote(lambda _self: os.getpid()), timeout=30)  # type: ignore[attr-defined]
+    logs_dir = Path(ray._private.worker.global_worker.node.get_logs_dir_path())
     found = []
-    for chunk in get_log(actor_id=actor_id, suffix="err", tail=-1):
-        for line in chunk.splitlines():
+    for path in logs_dir.glob(f"worker-*-{pid}.err"):
+        for line in path.read_text(errors="replace").splitlines():
             if line.startswith("{"):
                 found.append(json.loads(line))  # every line conductor writes there is whole JSON
     return found
@@ -36,7 +40,7 @@ def test_a_jobs_state_changes_are_json_lines_with_job_id_state_and_node(settings
         service.close()
 
     def about_the_job() -> list[dict]:
-        return [line for line in _json_lines(handle._actor_id.hex()) if line.get("job_id") == job_id]
+        return [line for line in _json_lines(handle) if line.get("job_id") == job_id]
 
     lines = wait_for(lambda: len(found := about_the_job()) >= 2 and found, 15)
     running = next(line for line in lines if line.get("state") == "RUNNING")
