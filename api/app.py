@@ -7,8 +7,8 @@ from typing import AsyncIterator
 
 from fastapi import FastAPI
 
-from api import errors, web
-from api.routes import cluster, control, health, jobs
+from api import errors, metrics, web
+from api.routes import cluster, control, health, jobs, status
 from api.routes import stream  # noqa: I001 - GET /api/jobs/{id}/output/follow (SSE)
 from api.slurm import routes as slurm
 from conductor.config import Settings
@@ -49,6 +49,8 @@ def create_app(settings: Settings, *, service: JobService | None = None, check_r
     app.include_router(control.router)
     app.include_router(cluster.router)
     app.include_router(health.router)
+    app.include_router(status.router)
     app.include_router(slurm.router)
+    metrics.install(app)  # GET /metrics, and the API's own error counts
     web.install(app, web.WebOptions(dashboard_url=dashboard_url))  # the pages at / and /web/
     return app

@@ -84,7 +84,15 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
     return error_response(422, "invalid_request", message, fields)
 
 
-async def _conductor_error(_request: Request, exc: ConductorError) -> JSONResponse:
+def count_unavailable(request: Request, exc: BaseException) -> None:
+    """Count a database or queue failure for /metrics (``conductor_*_errors_total{component="api"}``)."""
+    counter = getattr(request.app.state, "api_errors", None)
+    if counter is not None and isinstance(exc, ServiceUnavailable):
+        counter.count(exc)
+
+
+async def _conductor_error(request: Request, exc: ConductorError) -> JSONResponse:
+    count_unavailable(request, exc)
     kind = kind_of(exc)
     if kind is INTERNAL:
         log.error("unhandled conductor error: %s", exc)

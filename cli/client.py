@@ -52,6 +52,10 @@ class ApiClient:
     def job(self, job_id: int) -> dict[str, Any]:
         return self._request("GET", f"/api/jobs/{job_id}")
 
+    def status(self) -> dict[str, Any]:
+        """GET /api/status: the scheduler, lease, queue, nodes, partitions and components."""
+        return self._request("GET", "/api/status")
+
     def partitions(self) -> list[dict[str, Any]]:
         return self._request("GET", "/api/partitions")["partitions"]
 

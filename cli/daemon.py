@@ -14,7 +14,7 @@ import ray
 import typer
 
 from cluster import connection
-from conductor import queue, units
+from conductor import logs, queue, units
 from conductor.auth import job_identity_mode
 from conductor.config import Settings, redact_url
 from conductor.exceptions import ConductorError
@@ -104,6 +104,7 @@ STOP_MESSAGES = {
 
 def prepare(settings: Settings) -> tuple[connection.RayConnection, ManagedScheduler, Status]:
     """Migrate the schema, connect to Ray, get-or-create and start the scheduler actor."""
+    logs.configure(settings.log_level, settings.log_format)  # this process's lines (the actor sets its own)
     migrate(make_engine(settings.effective_database_url))
     ray_connection = connection.connect(settings)
     managed = ManagedScheduler(settings)
@@ -255,8 +256,10 @@ def run_up(settings: Settings) -> None:
         signal.signal(signum, lambda *_: None)
     try:
         app = create_app(settings, check_ray=True, dashboard_url=ray_connection.dashboard_url)
-        server = uvicorn.Server(uvicorn.Config(app, host=settings.api_host,
-                                               port=settings.api_port, log_level=settings.log_level.lower()))
+        # LOG_FORMAT=json: uvicorn's own lines go through the root logger too (one JSON object per line).
+        log_config = None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG
+        server = uvicorn.Server(uvicorn.Config(app, host=settings.api_host, port=settings.api_port,
+                                               log_level=settings.log_level.lower(), log_config=log_config))
         server.handle_exit = _stopping_first(managed, stop, server.handle_exit)
         server.run()
     finally:

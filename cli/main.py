@@ -146,3 +146,4 @@ def _one_line(exc: BaseException) -> str:
 from cli import control  # noqa: E402,F401  cancel/hold/release/requeue
 from cli import query  # noqa: E402,F401  queue/history/partitions/show/logs
 from cli import admin  # noqa: E402,F401  token create/revoke
+from cli import status  # noqa: E402,F401  status (sdiag + sinfo -s)

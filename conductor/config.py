@@ -60,6 +60,8 @@ class Settings(BaseModel):
     max_script_bytes: int = Field(1024 * 1024, ge=1)
     allowed_dirs: tuple[Path, ...] = ()
     log_level: str = "INFO"
+    #: text (the default) or json: one JSON object per line, a job's id, state, node and reason as fields.
+    log_format: str = "text"
     #: slurm.conf's ClusterName: SLURM_CLUSTER_NAME of jobs, sacct's Cluster.
     cluster_name: str = Field("conductor", min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$")
     #: slurm.conf's FirstJobId: the id a new database gives its first job.
@@ -118,6 +120,13 @@ class Settings(BaseModel):
         if not self.auth_enabled and self.api_host not in LOOPBACK_HOSTS:
             raise ConfigError(f"API_HOST={self.api_host} would expose the API beyond this host while AUTH=none: "
                               "set AUTH=token (and create tokens with `conductor token create`) or use 127.0.0.1")
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value.lower() not in ("text", "json"):
+            raise ValueError("must be text or json")
+        return value.lower()
 
     @field_validator("log_level")
     @classmethod

@@ -19,7 +19,7 @@ from typing import Sequence
 from conductor import arrays, dependencies, eligibility, jobs, output, priority, queue, units
 from conductor.executor import identity
 from conductor import partitions as partition_config
-from conductor.db import listing
+from conductor.db import lease, listing, stats
 from conductor.config import Settings
 from conductor.db.repository import JobRepository
 from conductor.db.session import make_engine, migrate
@@ -414,6 +414,17 @@ class JobService:
     def queue_summary(self) -> list[tuple[str, jobs.Reason, str, int, int]]:
         """(state, reason, partition, jobs, CPUs over all their nodes) of pending and running jobs."""
         return self._repo.active_summary()
+
+    def totals(self) -> stats.Totals:
+        """Jobs submitted, ended by state, and CPU-seconds per account (one aggregate query: /metrics)."""
+        return stats.JobStats(self._repo.engine).totals()
+
+    def oldest_pending(self) -> stats.OldestPending | None:
+        return stats.JobStats(self._repo.engine).oldest_pending()
+
+    def lease_holder(self) -> lease.Holder:
+        """Who holds the scheduler lease of this database (``conductor status``)."""
+        return lease.holder(self._repo.engine)
 
     def dependency_states(self, found: Sequence[jobs.Job]) -> dict[int, str]:
         """Each waiting job's dependency as Slurm shows it (``afterok:40_*(unfulfilled)``); one read."""

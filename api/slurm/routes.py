@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import SLURM_USER_NAME_HEADER, caller_of
+from api.errors import count_unavailable
 from api.slurm import ops, schemas
 from api.slurm.error_numbers import (ESLURM_REST_FAIL_PARSING, ESLURM_REST_INVALID_JOBS_DESC,
                                      ESLURM_REST_UNKNOWN_URL, SLURM_ERROR)
@@ -68,6 +69,7 @@ async def _run(request: Request, version: Version, work: Callable[[], JSONRespon
     except SlurmError as exc:
         return _error_reply(request, version, exc)
     except ConductorError as exc:
+        count_unavailable(request, exc)
         return _error_reply(request, version, ops.slurm_error(exc))
     except Exception:  # noqa: BLE001 - a Slurm client must get Slurm's shape, whatever happened
         log.exception("unexpected error in %s %s", request.method, request.url.path)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import socket
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
@@ -44,6 +46,8 @@ class SchedulerLease:
         with translate_errors():
             connection = self._engine.connect()
             got = connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}).scalar()
+            if got:  # who holds it, for `conductor status` (pg_stat_activity shows it beside the lock)
+                connection.execute(text("SELECT set_config('application_name', :name, false)"), {"name": _me()})
             connection.commit()
         if not got:
             connection.close()
@@ -60,7 +64,9 @@ class SchedulerLease:
         except BlockingIOError:
             handle.close()
             raise SchedulerBusy(f"another conductor scheduler is working on {database}") from None
-        handle.write(f"{os.getpid()}\n")
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{_me()}\n")
         handle.flush()
         return handle
 
@@ -102,3 +108,50 @@ class SchedulerLease:
 
 def _safe(engine: Engine) -> str:
     return make_url(str(engine.url)).render_as_string(hide_password=True)
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds the lease, as the database (or the lock file) shows it."""
+
+    held: bool | None  #: None: this database cannot tell
+    holder: str = ""  #: "conductor-scheduler pid 123 on host"
+
+
+def _me() -> str:
+    return f"conductor-scheduler pid {os.getpid()} on {socket.gethostname()}"
+
+
+def holder(engine: Engine) -> Holder:
+    """Who holds the scheduler lease now, asked without touching the lock (it is never taken to find out)."""
+    url = engine.url
+    if url.get_backend_name() == "postgresql":
+        with translate_errors(), engine.connect() as connection:
+            row = connection.execute(text(
+                "SELECT a.application_name, a.pid, a.client_addr FROM pg_locks l JOIN pg_stat_activity a"
+                " ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.classid = 0 AND l.objid = :key"
+                " AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
+                {"key": ADVISORY_LOCK_KEY}).first()
+        if row is None:
+            return Holder(False)
+        name, pid, address = row
+        return Holder(True, f"{name or 'a session'} (database backend {pid}{f' from {address}' if address else ''})")
+    path = f"{url.database}.scheduler-lock" if url.database and url.database != ":memory:" else None
+    if path is None or not os.path.exists(path):
+        return Holder(False if path else None)
+    return _file_holder(path)
+
+
+def _file_holder(path: str) -> Holder:
+    """From /proc/locks (Linux): whether some process holds a flock on the file; its text says who."""
+    try:
+        status = os.stat(path)
+        with open("/proc/locks", encoding="ascii") as locks:
+            lines = locks.read().splitlines()
+        with open(path, encoding="utf-8") as lock_file:
+            written = lock_file.read().strip().splitlines()
+    except OSError:
+        return Holder(None)
+    inode = f"{os.major(status.st_dev):02x}:{os.minor(status.st_dev):02x}:{status.st_ino}"
+    held = any(" FLOCK " in f" {line} " and line.split()[5 if "->" not in line else 6] == inode for line in lines)
+    return Holder(held, written[-1] if held and written else "")

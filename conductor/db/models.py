@@ -92,7 +92,8 @@ class JobRow(Base):
 
     # The two array indexes answer dependencies on arrays without reading every task: which
     # states an array's tasks are in (EXISTS on array_job_id, state) and one task's state.
-    __table_args__ = (Index("ix_jobs_state", "state"), Index("ix_jobs_array_state", "array_job_id", "state"),
+    # (state, id): the states' counts, and the oldest pending job (smallest pending id) in one probe.
+    __table_args__ = (Index("ix_jobs_state_id", "state", "id"), Index("ix_jobs_array_state", "array_job_id", "state"),
                       Index("ix_jobs_array_task", "array_job_id", "array_task_id"),
                       Index("ix_jobs_end_time", "end_time"),
                       # Ids are never reused (Slurm's job ids only grow), and FIRST_JOB_ID can seed them.

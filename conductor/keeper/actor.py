@@ -25,7 +25,7 @@ import ray
 from ray.util.placement_group import NODE_ID_LABEL_KEY, get_placement_group, placement_group, remove_placement_group
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
-from conductor import executor
+from conductor import executor, logs
 from conductor.executor import EndCause, RunReport, control, orphans
 from conductor.keeper.protocol import (PROTOCOL, Ended, KeeperInfo, KeeperState, Launch, conductor_version,
                                        placement_group_name)
@@ -129,7 +129,8 @@ class Keeper:
             try:
                 self._start(attempt)
             except Exception as error:  # a Ray-side refusal is data for the job's row
-                log.exception("job %s could not be launched", attempt.launch.job_id)
+                log.exception("job %s could not be launched", attempt.launch.job_id,
+                              extra=logs.job(attempt.launch.job_id))
                 del self._attempts[attempt.launch.job_id]
                 refused.append((attempt, f"{type(error).__name__}: {error}"))
                 continue

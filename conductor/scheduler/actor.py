@@ -26,7 +26,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, TypeVar
 
-from conductor import eligibility, jobs, policy, queue
+from conductor import eligibility, jobs, logs, policy, queue
 from conductor.config import Settings
 from conductor.db.lease import SchedulerLease
 from conductor.db.repository import JobRepository
@@ -41,6 +41,7 @@ from conductor.scheduler.dispatch import Dispatcher, KeeperMismatch
 from conductor.scheduler.handle import Status
 from conductor.scheduler.intake import Intake
 from conductor.scheduler.priorities import Priorities
+from conductor.scheduler.telemetry import EXPORT_EVERY_S, Telemetry
 from conductor.scheduler.ledger import Ledger, RunningJob
 
 log = logging.getLogger(__name__)
@@ -64,14 +65,17 @@ RAY_FAILURES = frozenset({EndCause.WORKER_DIED, EndCause.NODE_DIED, EndCause.SYS
 ENDED_WAIT_S = 30.0
 #: How long a keeper that failed a call has to answer again before its jobs are declared lost.
 KEEPER_RETURN_S = 30.0
+#: The period of the timer whose lateness is the event loop's lag.
+LAG_PROBE_S = 1.0
 
 
 class Scheduler:
     """The actor's body.  Use ``conductor.scheduler.handle.get_or_create`` for the cluster's one instance."""
 
     def __init__(self, settings: Settings) -> None:
-        logging.basicConfig(level=settings.log_level)
+        logs.configure(settings.log_level, settings.log_format)
         self._settings = settings
+        self._telemetry = Telemetry()
         self._started = False
         self._ledger = Ledger()
         self._priorities = Priorities(settings, self._ledger)
@@ -88,6 +92,7 @@ class Scheduler:
         self._collectors: dict[str, asyncio.Task] = {}  # ray node id -> the loop reading its keeper's ends
         self._watchers: set[asyncio.Task] = set()
         self._lease_is_lost = False  # another scheduler took the database: record nothing more
+        self._telemetry_task: asyncio.Task | None = None
 
     # -- actor methods -------------------------------------------------------------------
 
@@ -140,6 +145,9 @@ class Scheduler:
         self._priorities.load_usage(self._repo)
         self._resync_pending()
         self._stopping = False
+        if self._telemetry_task is None:  # outlives stop/start: the figures count since the actor began
+            self._telemetry.export_to_ray()
+            self._telemetry_task = asyncio.create_task(self._telemetry_loop())
         self._tasks = [asyncio.create_task(self._consume_loop()), asyncio.create_task(self._node_loop())]
         self._start_collectors()
         self._request_pass()
@@ -151,7 +159,7 @@ class Scheduler:
         return Status(worker_concurrency=self._settings.worker_concurrency,
                       nodes=tuple(self._ledger.nodes.values()), used=self._ledger.used(),
                       pending=len(self._ledger.pending), running=len(self._ledger.running),
-                      queue=queue.describe(self._settings), keepers=keepers)
+                      queue=queue.describe(self._settings), keepers=keepers, figures=self._telemetry.figures())
 
     async def wait_idle(self) -> Status:
         """Return once the queue is drained and no job runs or can start (WORKER_BURST)."""
@@ -221,6 +229,7 @@ class Scheduler:
                 raise
             except Exception as exc:  # the loop must outlive any failure; entries come back
                 self._consumer.rewind()
+                self._telemetry.error(exc)
                 resync_at = loop.time()  # Redis may come back empty: resynchronise before the next read
                 if isinstance(exc, ServiceUnavailable):
                     log.warning("queue hand-off failed (%s); retrying in %.1f s", exc, delay)
@@ -249,14 +258,17 @@ class Scheduler:
 
     def _run_pass(self) -> None:
         self._pass_scheduled = False
+        began_s = time.perf_counter()
         try:
             self._schedule()
         except ServiceUnavailable as exc:
+            self._telemetry.error(exc)
             log.warning("scheduling pass failed (%s); retrying", exc)
             asyncio.get_running_loop().call_later(RETRY_MAX_S / 5, self._request_pass)
         except Exception:  # the loop must survive anything a pass meets; the job rows stay PENDING
             log.exception("scheduling pass failed")
             asyncio.get_running_loop().call_later(RETRY_MAX_S, self._request_pass)
+        self._telemetry.pass_ran(time.perf_counter() - began_s)
         self._wake_idle_waiters()
 
     def _schedule(self) -> None:
@@ -300,10 +312,18 @@ class Scheduler:
                 self._spawn(self._consumer.ack(sorted(pending.entry_ids)))
                 continue
             task, launch = self._dispatcher.task_for(pending.job, allocation)
+            self._job_started(pending.job, allocation)
             self._ledger.running[allocation.job_id] = RunningJob(pending.job, allocation, pending.entry_ids, task)
             by_keeper.setdefault(task.node_id, []).append(launch)
         for node_id, launches in by_keeper.items():
             self._spawn(self._launch(node_id, launches))
+
+    def _job_started(self, job: jobs.Job, allocation: Allocation) -> None:
+        if job.restart_count == 0:  # submit -> start counts first starts only (a requeued job's waits are others)
+            self._telemetry.started(time.time() - job.submit_time.timestamp())
+        node = ",".join(allocation.node_names)
+        log.info("job %s RUNNING on %s", job.id, node,
+                 extra=logs.job(job.id, state=jobs.JobState.RUNNING, node=node))
 
     async def _launch(self, node_id: str, launches: list[Launch]) -> None:
         """Have the node's keeper launch the attempts; one that cannot be launched ends (never stuck RUNNING).
@@ -471,9 +491,10 @@ class Scheduler:
                 requeued[running.job.id] = await self._retry(
                     lambda running=running, decision=decision: recovery.record(self._repo, running.job.id, decision))
         now_s, acks = time.time(), []
-        for running, _ in batch:
-            self._priorities.charge(running.job.spec.account,
-                                    running.allocation.total.cpus * max(0.0, now_s - running.started_s))
+        for running, decision in batch:
+            cpu_seconds = running.allocation.total.cpus * max(0.0, now_s - running.started_s)
+            self._priorities.charge(running.job.spec.account, cpu_seconds)
+            self._job_ended(running, decision, cpu_seconds)
             del self._ledger.running[running.job.id]
             again = requeued.get(running.job.id)
             if again is not None:
@@ -483,6 +504,17 @@ class Scheduler:
         await self._retry(lambda: self._consumer.ack(sorted(acks)))
         self._request_pass()
         self._wake_idle_waiters()
+
+    def _job_ended(self, running: RunningJob, decision: jobs.Ending | ending.Requeue, cpu_seconds: float) -> None:
+        job, node = running.job, ",".join(running.allocation.node_names)
+        if isinstance(decision, ending.Requeue):
+            log.info("job %s requeued from %s: %s", job.id, node, decision.message,
+                     extra=logs.job(job.id, state=jobs.JobState.PENDING, node=node, reason=jobs.Reason.REQUEUED))
+            return
+        self._telemetry.ended(decision.state.value, job.spec.account, cpu_seconds)
+        log.info("job %s %s on %s (reason %s, exit code %s)%s", job.id, decision.state.value, node,
+                 decision.reason.value, decision.exit_code, f": {decision.message}" if decision.message else "",
+                 extra=logs.job(job.id, state=decision.state, node=node, reason=decision.reason))
 
     async def _retry(self, action: Callable[[], T | Awaitable[T]]) -> T:
         """Run ``action`` until the database/queue accepts it, backing off meanwhile; return its result."""
@@ -494,6 +526,7 @@ class Scheduler:
                     result = await result
                 return result  # type: ignore[return-value]
             except ServiceUnavailable as exc:
+                self._telemetry.error(exc)
                 log.warning("%s; retrying in %.1f s", exc, delay)
             except Exception:  # keep the job's slot accounted for; say loudly why it is stuck
                 log.exception("recording failed; retrying in %.1f s", delay)
@@ -511,6 +544,7 @@ class Scheduler:
                 self._lease_lost()
                 return
             except Exception as exc:  # the database is down: the lease is checked again next time
+                self._telemetry.error(exc)
                 log.warning("could not check the scheduler lease: %s", exc)
             try:
                 if self._refresh_nodes():
@@ -549,7 +583,8 @@ class Scheduler:
         for running in self._ledger.running.values():
             lost = self._ledger.lost_nodes(running)
             if lost and running.intent is ending.Intent.NONE:
-                log.warning("job %s: node %s left the cluster; ending it NODE_FAIL", running.job.id, lost[0])
+                log.warning("job %s: node %s left the cluster; ending it NODE_FAIL", running.job.id, lost[0],
+                            extra=logs.job(running.job.id, node=lost[0], reason=jobs.Reason.NODE_DOWN))
                 running.intent, running.lost_node = ending.Intent.NODE_LOST, lost[0]
                 if running.task is not None and running.task.node_id in self._ledger.nodes:
                     self._dispatcher.stop(running.task, running.intent.value)  # its keeper's node is still there
@@ -573,6 +608,20 @@ class Scheduler:
             log.warning("could not meet every keeper: %s", exc)
         self._start_collectors()
         self._request_pass()
+
+    # -- telemetry -----------------------------------------------------------------------
+
+    async def _telemetry_loop(self) -> None:
+        """Measure the loop's lag (how late a LAG_PROBE_S timer fires) and push the ledger's gauges to Ray."""
+        loop = asyncio.get_running_loop()
+        exported_at = loop.time()
+        while True:
+            asked = loop.time()
+            await asyncio.sleep(LAG_PROBE_S)
+            self._telemetry.loop_lag(loop.time() - asked - LAG_PROBE_S)
+            if loop.time() - exported_at >= EXPORT_EVERY_S:
+                exported_at = loop.time()
+                self._telemetry.export_ledger(self._ledger)
 
     # -- helpers -------------------------------------------------------------------------
 

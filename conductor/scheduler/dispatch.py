@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import ray
 from ray.util.placement_group import get_placement_group, remove_placement_group
 
-from conductor import jobs
+from conductor import jobs, logs
 from conductor.config import Settings
 from conductor.exceptions import ConductorError
 from conductor.executor import RunRequest
@@ -200,10 +200,10 @@ class Dispatcher:
             killed = await asyncio.wait_for(
                 self._keepers[node_id].reap.remote(job.id, (job.stdout_path, job.stderr_path)), 30)
         except Exception as exc:  # noqa: BLE001 - the keeper is restarting, or the node is going
-            log.warning("could not reap job %s: %s", job.id, exc)
+            log.warning("could not reap job %s: %s", job.id, exc, extra=logs.job(job.id))
             return
         if killed:
-            log.warning("killed %d leftover processes of job %s", killed, job.id)
+            log.warning("killed %d leftover processes of job %s", killed, job.id, extra=logs.job(job.id))
 
     @staticmethod
     def remove_placement_group(job_id: int) -> None:

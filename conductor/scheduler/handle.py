@@ -14,6 +14,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from conductor.config import Settings
 from conductor.keeper.protocol import KeeperInfo
+from conductor.metrics import SchedulerFigures
 from conductor.resources import Node, Resources
 
 ACTOR_NAME = "conductor-scheduler"
@@ -34,6 +35,7 @@ class Status:
     queue: str = ""
     started_now: bool = False  #: this start() call started it (the caller owns it)
     keepers: tuple[KeeperInfo, ...] = ()  #: the keepers of the live nodes (node, protocol, version)
+    figures: SchedulerFigures | None = None  #: passes, latencies, loop lag and errors since the actor began
 
     def node(self, ray_node_id: str) -> Node | None:
         return next((node for node in self.nodes if node.ray_node_id == ray_node_id), None)
@@ -58,6 +60,14 @@ def start(handle: Any, *, timeout_s: float = 60.0) -> Status:
 def status(settings: Settings, *, check: bool) -> tuple[bool | None, str]:
     """(True, summary) when the scheduler answers; (False, why) when it does not or Ray is gone;
     (None, NOT_CHECKED) when this API was started without one (``check`` false)."""
+    answered, found = describe(settings, check=check)
+    if not isinstance(found, Status):
+        return answered, found
+    return True, f"ok: {len(found.nodes)} node(s), {found.pending} pending, {found.running} running"
+
+
+def describe(settings: Settings, *, check: bool) -> tuple[bool | None, Status | str]:
+    """(True, the scheduler's Status) when it answers within ANSWER_TIMEOUT_S; else as ``status`` says."""
     if not check:
         return None, NOT_CHECKED
     if not ray.is_initialized():
@@ -67,4 +77,4 @@ def status(settings: Settings, *, check: bool) -> tuple[bool | None, str]:
         info: Status = ray.get(actor.describe.remote(), timeout=ANSWER_TIMEOUT_S)
     except Exception as exc:  # any Ray failure means: not available now
         return False, f"unavailable: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc) else ''}"
-    return True, f"ok: {len(info.nodes)} node(s), {info.pending} pending, {info.running} running"
+    return True, info

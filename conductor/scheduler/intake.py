@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from conductor import jobs, queue
+from conductor import jobs, logs, queue
 from conductor.db.repository import JobRepository
 from conductor.scheduler.dispatch import Dispatcher
 from conductor.scheduler.ending import Intent
@@ -100,7 +100,8 @@ class Intake:
                 try:
                     self.add(job, set())
                 except Exception as exc:  # one bad row (a malformed --dependency, say) must not stop the rest
-                    log.warning("job %s cannot be scheduled: %s: %s", job.id, type(exc).__name__, exc)
+                    log.warning("job %s cannot be scheduled: %s: %s", job.id, type(exc).__name__, exc,
+                                extra=logs.job(job.id))
                     why = f"cannot schedule the job: {type(exc).__name__}: {exc}"
                     unreadable.setdefault(why, []).append(job.id)
         for why, ids in unreadable.items():

@@ -82,7 +82,7 @@ def test_importing_the_cli_imports_none_of_the_service() -> None:
     ["--help"], ["show", "JOB"], ["show", "JOB", "--json"], ["queue"], ["queue", "-t", "all", "--json"],
     ["history", "-j", "JOB"], ["partitions"], ["submit", "--parsable", "job.sh"], ["submit", "--help"],
     ["hold", "JOB"], ["release", "JOB"], ["cancel", "-n", "nothing-has-this-name"], ["logs", "JOB"],
-    ["token", "--help"], ["up", "--help"],
+    ["token", "--help"], ["up", "--help"], ["status"], ["status", "--json"],
 ], ids=" ".join)
 def test_a_client_command_imports_none_of_the_service(api: dict, tmp_path: Path, args: list[str]) -> None:
     (tmp_path / "job.sh").write_text("#!/bin/bash\ntrue\n")

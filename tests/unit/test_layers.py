@@ -18,6 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 #: The domain: values and pure rules, importing nothing but each other.
 DOMAIN = {"conductor.jobs", "conductor.resources", "conductor.units", "conductor.arrays", "conductor.directives",
+          "conductor.metrics", "conductor.logs",
           "conductor.dependencies", "conductor.exceptions", "conductor.signals", "conductor.slurm_options",
           "conductor.environment", "conductor.hostlist"}
 #: Pure scheduling rules and the configuration they read.
