@@ -128,7 +128,10 @@ async def _job_ref(job_id: Annotated[str, Path(
         pattern=r"^[0-9]+(_[0-9]+)?$", max_length=24, examples=["42", "40_2"],
         description="Job id: 42, or 40_2 for task 2 of array job 40 (an array's id stands for all its "
                     "tasks where the operation takes several).")]) -> jobs.JobRef:
-    ref = jobs.parse_job_ref(job_id)
+    try:
+        ref = jobs.parse_job_ref(job_id)
+    except ValueError as exc:  # e.g. 0, which the pattern allows: job ids start at 1
+        raise RequestValidationError([{"loc": ("path", "job_id"), "type": "value_error", "msg": str(exc)}]) from None
     if ref.job_id > _MAX_JOB_ID or (ref.task_id or 0) > _MAX_JOB_ID:
         raise RequestValidationError([{"loc": ("path", "job_id"), "type": "value_error",
                                        "msg": f"{job_id}: job ids are at most {_MAX_JOB_ID}"}])

@@ -98,6 +98,14 @@ def test_job_id_out_of_range_is_422(client: TestClient) -> None:
     assert response.status_code == 422 and response.json()["error"]["fields"][0]["field"] == "job_id"
 
 
+@pytest.mark.parametrize("ref", ["0", "0_3", "00"])
+def test_job_id_zero_is_422_naming_the_field(client: TestClient, ref: str) -> None:
+    """The path pattern allows it; job ids start at 1 (the schema fuzzer found a 500 here)."""
+    response = client.get(f"/api/jobs/{ref}")
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["fields"][0]["field"] == "job_id"
+
+
 def test_unknown_job_is_404_in_the_error_shape(client: TestClient) -> None:
     response = client.get("/api/jobs/999")
     assert response.status_code == 404
