@@ -222,18 +222,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--paths", default=",".join(PATHS))
     parser.add_argument("--conductor", default=str(Path(sys.executable).with_name("conductor")),
                         help="the conductor command to measure (default: this virtualenv's)")
+    parser.add_argument("--before", default="",
+                        help="another checkout's conductor command, measured in the same rounds (rows '[before]')")
     options = parser.parse_args(argv)
     paths = [p for p in options.paths.split(",") if p]
-    print(f"# bench/burst.py: {options.jobs} jobs, {options.repeat} run(s) per path, conductor {options.conductor}")
+    if options.before:
+        paths = [q for p in paths for q in ([p] if p == "ray" else [p, f"{p} [before]"])]
+    print(f"# bench/burst.py: {options.jobs} jobs, {options.repeat} run(s) per path, conductor {options.conductor}"
+          + (f", before {options.before}" if options.before else ""))
     print(f"# load before: {os.getloadavg()[0]:.2f}")
     results: dict[str, list[Figures]] = {p: [] for p in paths}
     spawn: list[float] = []
     for run in range(options.repeat):
         spawn.append(spawn_rate())
         for path in paths:
-            figures_ = run_path(path, options.jobs, options.conductor)
+            command = options.before if path.endswith(" [before]") else options.conductor
+            figures_ = run_path(path.removesuffix(" [before]"), options.jobs, command)
+            figures_.path = path
             results[path].append(figures_)
-            print(f"  run {run + 1} {path:16s} {figures_.jobs_per_s:7.1f} jobs/s   submit->start p50 "
+            print(f"  run {run + 1} {path:25s} {figures_.jobs_per_s:7.1f} jobs/s   submit->start p50 "
                   f"{figures_.p50_ms:7.1f} ms  p95 {figures_.p95_ms:8.1f} ms", flush=True)
     report(results, statistics.median(spawn))
     print(f"# load after: {os.getloadavg()[0]:.2f}")
@@ -243,11 +250,11 @@ def report(results: dict[str, list[Figures]], spawn_per_s: float) -> None:
     median: Callable[[list[float]], float] = statistics.median
     baseline = median([f.jobs_per_s for f in results["ray"]]) if results.get("ray") else None
     print(f"\nraw spawn of `bash -c true` from one Python process: {spawn_per_s:.0f}/s")
-    print(f"{'path':16s} {'done jobs/s':>11s} {'x plain Ray':>11s} {'% of spawn':>10s} {'p50 ms':>8s} {'p95 ms':>8s}")
+    print(f"{'path':25s} {'done jobs/s':>11s} {'x plain Ray':>11s} {'% of spawn':>10s} {'p50 ms':>8s} {'p95 ms':>8s}")
     for path, runs in results.items():
         rate = median([f.jobs_per_s for f in runs])
         ratio = f"{rate / baseline:11.2f}" if baseline else f"{'-':>11s}"
-        print(f"{path:16s} {rate:11.1f} {ratio} {100 * rate / spawn_per_s:9.0f}% "
+        print(f"{path:25s} {rate:11.1f} {ratio} {100 * rate / spawn_per_s:9.0f}% "
               f"{median([f.p50_ms for f in runs]):8.1f} {median([f.p95_ms for f in runs]):8.1f}")
 
 
