@@ -36,7 +36,7 @@ from conductor.resources import Allocation
 from conductor.executor import EndCause, RunReport
 from conductor.keeper.handle import name_of as keeper_name
 from conductor.keeper.protocol import Ended, Launch
-from conductor.scheduler import ending, nodes, recovery
+from conductor.scheduler import demand, ending, nodes, recovery
 from conductor.scheduler.dispatch import Dispatcher, KeeperMismatch
 from conductor.scheduler.handle import Status
 from conductor.scheduler.intake import Intake
@@ -64,6 +64,8 @@ RAY_FAILURES = frozenset({EndCause.WORKER_DIED, EndCause.NODE_DIED, EndCause.SYS
 ENDED_WAIT_S = 30.0
 #: How long a keeper that failed a call has to answer again before its jobs are declared lost.
 KEEPER_RETURN_S = 30.0
+#: Least time between two computations of the autoscaler's demand (passes come far more often).
+DEMAND_PERIOD_S = 1.0
 
 
 class Scheduler:
@@ -88,6 +90,8 @@ class Scheduler:
         self._collectors: dict[str, asyncio.Task] = {}  # ray node id -> the loop reading its keeper's ends
         self._watchers: set[asyncio.Task] = set()
         self._lease_is_lost = False  # another scheduler took the database: record nothing more
+        self._requests = demand.Requests()  # what the autoscaler was last asked for
+        self._demand_at = 0.0
 
     # -- actor methods -------------------------------------------------------------------
 
@@ -273,6 +277,33 @@ class Scheduler:
         if plan.starts:
             self._start(plan.starts)
         self._record_reasons({**waiting, **plan.reasons})
+        self._tell_autoscaler()
+
+    def _tell_autoscaler(self, *, now_s: float | None = None) -> None:
+        """Ask Ray's autoscaler for the nodes that unmet pending jobs need (``demand``); at most
+        once per DEMAND_PERIOD_S, and only when the request changes or is withdrawn."""
+        now_s = time.monotonic() if now_s is None else now_s
+        if now_s - self._demand_at < DEMAND_PERIOD_S:
+            return
+        self._demand_at = now_s
+        ledger = self._ledger
+        waiting = sorted(((p.candidate, p.reason) for p in ledger.pending.values()
+                          if p.reason in demand.WAITING_FOR_ROOM), key=lambda w: policy.order_key(w[0]))
+        live = list(ledger.nodes.values())
+        bundles = demand.request(live, demand.unmet(waiting, live, ledger.used(), self._settings.partitions))
+        to_send = self._requests.next(bundles, now_s)
+        if to_send is None:
+            return
+        try:
+            from ray.autoscaler.sdk import request_resources
+
+            request_resources(bundles=to_send)
+        except Exception as exc:  # noqa: BLE001 - the autoscaler is a hint; tried again next time
+            log.warning("could not pass the pending jobs' demand to Ray's autoscaler: %s", exc)
+            return
+        self._requests.done(to_send)
+        log.info("asked Ray's autoscaler for %d bundles (%s)", len(to_send),
+                 "withdrawn" if not to_send else f"{len(to_send) - len(live)} for pending jobs")
 
     def _blocked_reasons(self) -> dict[int, jobs.Reason]:
         """Pending jobs that may not start yet whatever the resources: held, --begin, dependency, partition down."""
@@ -513,6 +544,7 @@ class Scheduler:
             except Exception as exc:  # the database is down: the lease is checked again next time
                 log.warning("could not check the scheduler lease: %s", exc)
             try:
+                self._tell_autoscaler()  # also withdraws a request once its demand is gone
                 if self._refresh_nodes():
                     self._request_pass()
                 elif any(not self._dispatcher.has_keeper(node_id) for node_id in self._ledger.nodes):
