@@ -92,6 +92,7 @@ class Scheduler:
         self._lease_is_lost = False  # another scheduler took the database: record nothing more
         self._requests = demand.Requests()  # what the autoscaler was last asked for
         self._demand_at = 0.0
+        self._demand_in_flight = False
 
     # -- actor methods -------------------------------------------------------------------
 
@@ -292,18 +293,24 @@ class Scheduler:
         live = list(ledger.nodes.values())
         bundles = demand.request(live, demand.unmet(waiting, live, ledger.used(), self._settings.partitions))
         to_send = self._requests.next(bundles, now_s)
-        if to_send is None:
-            return
+        if to_send is not None and not self._demand_in_flight:
+            self._demand_in_flight = True
+            self._spawn(self._send_demand(to_send, len(live)))
+
+    async def _send_demand(self, bundles: list[dict[str, float]], live: int) -> None:
+        """request_resources is a blocking call to the GCS: made in a thread, never in a pass."""
         try:
             from ray.autoscaler.sdk import request_resources
 
-            request_resources(bundles=to_send)
+            await asyncio.to_thread(request_resources, bundles=bundles)
         except Exception as exc:  # noqa: BLE001 - the autoscaler is a hint; tried again next time
             log.warning("could not pass the pending jobs' demand to Ray's autoscaler: %s", exc)
             return
-        self._requests.done(to_send)
-        log.info("asked Ray's autoscaler for %d bundles (%s)", len(to_send),
-                 "withdrawn" if not to_send else f"{len(to_send) - len(live)} for pending jobs")
+        finally:
+            self._demand_in_flight = False
+        self._requests.done(bundles)
+        log.info("asked Ray's autoscaler for %d bundles (%s)", len(bundles),
+                 "withdrawn" if not bundles else f"{len(bundles) - live} for pending jobs")
 
     def _blocked_reasons(self) -> dict[int, jobs.Reason]:
         """Pending jobs that may not start yet whatever the resources: held, --begin, dependency, partition down."""
