@@ -150,9 +150,10 @@ class Supervisor(threading.Thread):
 
     GIVE_UP_AFTER = 15
 
-    def __init__(self, managed: ManagedScheduler, stop: threading.Event) -> None:
+    def __init__(self, managed: ManagedScheduler, stop: threading.Event,
+                 on_lost: Callable[[], None] = lambda: None) -> None:
         super().__init__(name="conductor-supervisor", daemon=True)
-        self._managed, self._stop = managed, stop
+        self._managed, self._stop, self._on_lost = managed, stop, on_lost
         self.lost: str = ""
 
     def run(self) -> None:
@@ -167,6 +168,7 @@ class Supervisor(threading.Thread):
                 if failures >= self.GIVE_UP_AFTER:
                     self.lost = f"lost the scheduler actor ({exc})"
                     self._stop.set()
+                    self._on_lost()
 
 
 def shutdown(settings: Settings, ray_connection: connection.RayConnection, managed: ManagedScheduler) -> None:
@@ -249,7 +251,6 @@ def run_up(settings: Settings) -> None:
     _record_service_pid(settings, managed)
     typer.echo(banner(settings, ray_connection, info, "up"))
     stop = threading.Event()
-    Supervisor(managed, stop).start()
     # uvicorn handles SIGINT/SIGTERM itself, then re-raises them to the handlers it found;
     # let those be no-ops (Ray's would exit with status 15) so the shutdown below runs to the end.
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -261,10 +262,15 @@ def run_up(settings: Settings) -> None:
         server = uvicorn.Server(uvicorn.Config(app, host=settings.api_host, port=settings.api_port,
                                                log_level=settings.log_level.lower(), log_config=log_config))
         server.handle_exit = _stopping_first(managed, stop, server.handle_exit)
+        # The Ray cluster gone (`ray down`, the head's Ray stopped): stop serving and exit non-zero.
+        supervisor = Supervisor(managed, stop, on_lost=lambda: setattr(server, "should_exit", True))
+        supervisor.start()
         server.run()
     finally:
         stop.set()
         shutdown(settings, ray_connection, managed)
+    if supervisor.lost:
+        raise ConductorError(f"{supervisor.lost}: is its Ray cluster gone?")
 
 
 def _stopping_first(managed: ManagedScheduler, supervisor_stop: threading.Event,

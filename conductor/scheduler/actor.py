@@ -36,7 +36,7 @@ from conductor.resources import Allocation
 from conductor.executor import EndCause, RunReport
 from conductor.keeper.handle import name_of as keeper_name
 from conductor.keeper.protocol import Ended, Launch
-from conductor.scheduler import ending, nodes, recovery
+from conductor.scheduler import demand, ending, nodes, recovery
 from conductor.scheduler.dispatch import Dispatcher, KeeperMismatch
 from conductor.scheduler.handle import Status
 from conductor.scheduler.intake import Intake
@@ -67,6 +67,8 @@ ENDED_WAIT_S = 30.0
 KEEPER_RETURN_S = 30.0
 #: The period of the timer whose lateness is the event loop's lag.
 LAG_PROBE_S = 1.0
+#: Least time between two computations of the autoscaler's demand (passes come far more often).
+DEMAND_PERIOD_S = 1.0
 
 
 class Scheduler:
@@ -93,6 +95,9 @@ class Scheduler:
         self._watchers: set[asyncio.Task] = set()
         self._lease_is_lost = False  # another scheduler took the database: record nothing more
         self._telemetry_task: asyncio.Task | None = None
+        self._requests = demand.Requests()  # what the autoscaler was last asked for
+        self._demand_at = 0.0
+        self._demand_in_flight = False
 
     # -- actor methods -------------------------------------------------------------------
 
@@ -285,6 +290,39 @@ class Scheduler:
         if plan.starts:
             self._start(plan.starts)
         self._record_reasons({**waiting, **plan.reasons})
+        self._tell_autoscaler()
+
+    def _tell_autoscaler(self, *, now_s: float | None = None) -> None:
+        """Ask Ray's autoscaler for the nodes that unmet pending jobs need (``demand``); at most
+        once per DEMAND_PERIOD_S, and only when the request changes or is withdrawn."""
+        now_s = time.monotonic() if now_s is None else now_s
+        if now_s - self._demand_at < DEMAND_PERIOD_S:
+            return
+        self._demand_at = now_s
+        ledger = self._ledger
+        waiting = sorted(((p.candidate, p.reason) for p in ledger.pending.values()
+                          if p.reason in demand.WAITING_FOR_ROOM), key=lambda w: policy.order_key(w[0]))
+        live = list(ledger.nodes.values())
+        bundles = demand.request(live, demand.unmet(waiting, live, ledger.used(), self._settings.partitions))
+        to_send = self._requests.next(bundles, now_s)
+        if to_send is not None and not self._demand_in_flight:
+            self._demand_in_flight = True
+            self._spawn(self._send_demand(to_send, len(live)))
+
+    async def _send_demand(self, bundles: list[dict[str, float]], live: int) -> None:
+        """request_resources is a blocking call to the GCS: made in a thread, never in a pass."""
+        try:
+            from ray.autoscaler.sdk import request_resources
+
+            await asyncio.to_thread(request_resources, bundles=bundles)
+        except Exception as exc:  # noqa: BLE001 - the autoscaler is a hint; tried again next time
+            log.warning("could not pass the pending jobs' demand to Ray's autoscaler: %s", exc)
+            return
+        finally:
+            self._demand_in_flight = False
+        self._requests.done(bundles)
+        log.info("asked Ray's autoscaler for %d bundles (%s)", len(bundles),
+                 "withdrawn" if not bundles else f"{len(bundles) - live} for pending jobs")
 
     def _blocked_reasons(self) -> dict[int, jobs.Reason]:
         """Pending jobs that may not start yet whatever the resources: held, --begin, dependency, partition down."""
@@ -547,6 +585,7 @@ class Scheduler:
                 self._telemetry.error(exc)
                 log.warning("could not check the scheduler lease: %s", exc)
             try:
+                self._tell_autoscaler()  # also withdraws a request once its demand is gone
                 if self._refresh_nodes():
                     self._request_pass()
                 elif any(not self._dispatcher.has_keeper(node_id) for node_id in self._ledger.nodes):
