@@ -1,7 +1,7 @@
 """The per-pass cost of a dependency on a large job array, PostgreSQL and SQLite, side by side.
 
-Each pass the scheduler hands its whole pending set to ``eligibility.blocked`` (conductor/
-scheduler.py ``_blocked_reasons``).  This calls exactly that, against a real database that
+Each pass the scheduler hands its whole pending set to ``eligibility`` (conductor/scheduler/
+actor.py ``_blocked_reasons``).  This calls exactly that, against a real database that
 holds a 5,000-task array (2,000 COMPLETED, 100 RUNNING, the rest PENDING and in the pending
 set) next to a backlog of plain pending jobs, and prints the median and p95 time of one call:
 
