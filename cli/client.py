@@ -67,12 +67,14 @@ class ApiClient:
         """Every job matching ``params``, following next_cursor page by page."""
         return [job for page in self.job_pages(params, page_size=page_size) for job in page]
 
-    def job_pages(self, params: dict[str, Any], *, page_size: int = 1000) -> Iterator[list[dict[str, Any]]]:
-        """The jobs matching ``params``, one page at a time, as the API serves them (next_cursor)."""
+    def job_pages(self, params: dict[str, Any], *, page_size: int = 1000,
+                  first_page_size: int | None = None) -> Iterator[list[dict[str, Any]]]:
+        """The jobs matching ``params``, one page at a time, as the API serves them (next_cursor);
+        the first page may be smaller, so that its rows come sooner."""
         cursor = None
         while True:
-            query = {**params, "limit": page_size} if cursor is None else {**params, "limit": page_size,
-                                                                           "cursor": cursor}
+            size = first_page_size or page_size if cursor is None else page_size
+            query = {**params, "limit": size} if cursor is None else {**params, "limit": size, "cursor": cursor}
             page = self.list_jobs(query)
             yield page["jobs"]
             cursor = page.get("next_cursor")

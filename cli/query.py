@@ -89,8 +89,9 @@ def _filters(user: Optional[str], account: Optional[str], partition: Optional[st
     return {key: value for key, value in params.items() if value}
 
 
-#: Jobs per request when listing: the first rows print after one request, whatever the depth.
-PAGE_SIZE = 1000
+#: Jobs per request when listing; the first request asks for FIRST_PAGE_SIZE, so that the first
+#: rows print after one small request, whatever the depth of the queue.
+PAGE_SIZE, FIRST_PAGE_SIZE = 1000, 100
 
 
 def _list(ctx: click.Context, params: dict, headers: Any, row: Any, right: Any, *, as_json: bool,
@@ -106,7 +107,7 @@ def _list(ctx: click.Context, params: dict, headers: Any, row: Any, right: Any, 
     now = datetime.now(timezone.utc)
 
     def show(client: Any) -> None:
-        pages = client.job_pages(params, page_size=PAGE_SIZE)
+        pages = client.job_pages(params, page_size=PAGE_SIZE, first_page_size=FIRST_PAGE_SIZE)
         first = [row(job, now) for job in next(pages)]
         second = next(pages, None)
         if second is None:  # one page: a table fitted to it (rich on a terminal)

@@ -266,7 +266,7 @@ def test_partitions_prints_sinfo_rows(server: dict) -> None:
 
 
 def test_queue_prints_page_by_page_and_stops_when_the_reader_does(server: dict) -> None:
-    """More than one page (cli.query.PAGE_SIZE): one header, every job once, in order, and `| head`
+    """More than one page (cli.query.PAGE_SIZE, the first FIRST_PAGE_SIZE): one header, every job once, in order, and `| head`
     ends the command at once (no traceback, exit 0) instead of it listing the rest."""
     from cli.query import PAGE_SIZE
 
