@@ -34,19 +34,6 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent))
 import burst  # noqa: E402 - the same conductor up, job body and batch submit as the burst
 
-_PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
-
-
-def _processes() -> dict[int, str]:
-    rows = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True).stdout
-    return {int(line.split(None, 1)[0]): (line.split(None, 1) + [""])[1] for line in rows.splitlines() if line.strip()}
-
-
-def _rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/statm") as handle:
-        return int(handle.read().split()[1]) * _PAGE_KB / 1024
-
-
 def _median_ms(action, runs: int = 5) -> float:  # noqa: ANN001 - a callable
     times = []
     for _ in range(runs):
@@ -71,12 +58,12 @@ def depth(count: int, backend: str) -> dict[str, float]:
         marks.mkdir()
         release = work / "release"
         database_url = stack.enter_context(burst.postgres_database()) if backend == "postgres" else ""
-        before = _processes()
+        before = burst.processes()
         command = str(Path(sys.executable).with_name("conductor"))
         url = stack.enter_context(burst.conductor_up(command, work, database_url,
                                                      burst.REDIS if backend == "postgres" else ""))
         client = stack.enter_context(httpx.Client(base_url=url, timeout=600))
-        scheduler = next(pid for pid, args in _processes().items()
+        scheduler = next(pid for pid, args in burst.processes().items()
                          if pid not in before and args.startswith("ray::Scheduler"))
         holder = client.post("/api/jobs/submit", json={
             "job": {"name": "holder", "cpus_per_task": burst.NODE_CPUS, "memory_per_node": 1000,
@@ -99,7 +86,7 @@ def depth(count: int, backend: str) -> dict[str, float]:
         env["CONDUCTOR_URL"] = url
         figures = {
             "submit_s": submit_s, "intake_s": intake_s, "pass_ms": 1000 * max(passes),
-            "rss_mb": _rss_mb(scheduler),
+            "rss_mb": burst.rss_mb(scheduler),
             "queue_ms": _median_ms(lambda: client.get("/api/queue").raise_for_status()),
             "list_ms": _median_ms(lambda: client.get("/api/jobs", params={"state": "PENDING", "limit": 100})
                                   .raise_for_status()),

@@ -59,6 +59,18 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def processes() -> dict[int, str]:
+    """Every process on this host: pid -> command line (``ps``); a diff finds what a run started."""
+    rows = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True).stdout
+    return {int(line.split(None, 1)[0]): (line.split(None, 1) + [""])[1] for line in rows.splitlines() if line.strip()}
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident memory in MiB (statm)."""
+    with open(f"/proc/{pid}/statm") as handle:
+        return int(handle.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024) / 1024
+
+
 def spawn_rate(count: int = 300) -> float:
     """``bash -c true`` spawned and waited for, one after another, per second."""
     started = time.perf_counter()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,19 +23,6 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 import burst  # noqa: E402 - the same conductor up, job body and batch submit as the burst
-
-_PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
-
-
-def _processes() -> dict[int, str]:
-    rows = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True).stdout
-    return {int(line.split(None, 1)[0]): (line.split(None, 1) + [""])[1] for line in rows.splitlines() if line.strip()}
-
-
-def _rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/statm") as handle:
-        return int(handle.read().split()[1]) * _PAGE_KB / 1024
-
 
 
 def main() -> None:
@@ -50,10 +36,10 @@ def main() -> None:
         work = Path(directory)
         marks = work / "marks"
         marks.mkdir()
-        before = _processes()
+        before = burst.processes()
         with burst.conductor_up(str(Path(sys.executable).with_name("conductor")), work) as url, \
                 httpx.Client(base_url=url, timeout=120) as client:
-            new = {pid: args for pid, args in _processes().items() if pid not in before}
+            new = {pid: args for pid, args in burst.processes().items() if pid not in before}
             scheduler = next(pid for pid, args in new.items() if args.startswith("ray::Scheduler"))
             keeper = next(pid for pid, args in new.items() if args.startswith("ray::Keeper"))
             submitted, samples, next_sample = 0, [], options.every
@@ -66,7 +52,7 @@ def main() -> None:
                     burst._submit_batch(client, [burst._job(marks, work, submitted + i) for i in range(count)])
                     submitted += count
                 if ended >= next_sample:
-                    samples.append((ended, _rss_mb(scheduler), _rss_mb(keeper)))
+                    samples.append((ended, burst.rss_mb(scheduler), burst.rss_mb(keeper)))
                     print(f"{ended:7d} {samples[-1][1]:13.1f} {samples[-1][2]:10.1f} "
                           f"{time.monotonic() - started:10.1f}", flush=True)
                     next_sample += options.every
