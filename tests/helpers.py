@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
+import sys
 import socket
 import time
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 from conductor import jobs
 from conductor.resources import Allocation, Node, Resources
@@ -165,3 +169,25 @@ def rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+@contextlib.contextmanager
+def conductor_up(env: dict[str, str], state: Path, port: int) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A real ``conductor up`` in its own session, logging to ``state/up.log``: (its URL, the process)
+    once the API answers; SIGTERMed afterwards (SIGKILL to its group after 60 s), by its pid."""
+    log = open(state / "up.log", "w")
+    process = subprocess.Popen([str(Path(sys.executable).with_name("conductor")), "up"], env=env, cwd=state,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: api_answers(url) or process.poll() is not None, 120, interval_s=0.5)
+        assert process.poll() is None, (state / "up.log").read_text()
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        log.close()

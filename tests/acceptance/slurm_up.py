@@ -4,14 +4,13 @@ written by ``conductor slurm-commands`` first on PATH: what the Slurm-command te
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from tests.helpers import api_answers, free_port, wait_for
+from tests.helpers import conductor_up, free_port
 
 CONDUCTOR = str(Path(sys.executable).with_name("conductor"))
 
@@ -43,20 +42,6 @@ def start(tmp: Path, *, cpus: int = 8, namespace: str = "acceptance-slurm", **ex
     bin_dir = tmp / "slurm-bin"
     made = subprocess.run([CONDUCTOR, "slurm-commands", str(bin_dir)], env=env, capture_output=True, text=True)
     assert made.returncode == 0, made.stderr
-    log = open(state / "up.log", "w")
-    process = subprocess.Popen([CONDUCTOR, "up"], env=env, cwd=state, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: api_answers(url) or process.poll() is not None, 120, interval_s=0.5)
-        assert process.poll() is None, (state / "up.log").read_text()
+    with conductor_up(env, state, port) as (url, _):
         tool_env = {**env, "CONDUCTOR_URL": url, "PATH": f"{bin_dir}:{env.get('PATH', '/usr/bin:/bin')}"}
         yield SlurmUp(url, tool_env, state, bin_dir)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-        log.close()

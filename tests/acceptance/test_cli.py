@@ -17,7 +17,7 @@ import pytest
 from conductor import jobs
 from conductor.config import Settings
 from conductor.service import JobService
-from tests.helpers import api_answers, free_port, spec, wait_for
+from tests.helpers import conductor_up, free_port, spec, wait_for
 
 CONDUCTOR = str(Path(sys.executable).with_name("conductor"))
 
@@ -40,22 +40,8 @@ def service_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     env = _env(STATE_DIR=state, API_PORT=port, RAY_DASHBOARD_PORT=free_port(), TOTAL_CPUS=8,
                TOTAL_MEMORY="16G", RAY_NAMESPACE="acceptance-up", KILL_WAIT_S=2, NODE_NAME="upnode")
     env.pop("RAY_ADDRESS", None)
-    log = open(state / "up.log", "w")
-    process = subprocess.Popen([CONDUCTOR, "up"], env=env, cwd=state, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: api_answers(url) or process.poll() is not None, 120, interval_s=0.5)
-        assert process.poll() is None, (state / "up.log").read_text()
+    with conductor_up(env, state, port) as (url, process):
         yield {"url": url, "env": env, "state": state, "process": process}
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-        log.close()
 
 
 def _show(service_up: dict, job_id: int, cwd: Path) -> dict:
