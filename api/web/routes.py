@@ -134,7 +134,9 @@ async def ray_task(request: Request, job_id: JobId, service: ServiceDep) -> Resp
     if url is None:
         return _html(pages.message(
             "No Ray task", f"Ray knows no task named {ray_link.task_name(job)}: the job has not started yet, "
-            "or Ray no longer keeps its task (the cluster restarted, or its task table dropped it).",
+            "it ran inside the task of an earlier job of the same shape (a lane: a burst of short jobs shares "
+            "a few Ray tasks), or Ray no longer keeps its task (the cluster restarted, or its task table "
+            "dropped it).",
             link=dashboard, link_text="Open the Ray dashboard"), 404)
     return RedirectResponse(url, status_code=307)
 

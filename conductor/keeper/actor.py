@@ -6,6 +6,12 @@ process dies: a restarted keeper has a new ``incarnation`` and knows nothing of 
 scheduler ends those jobs NODE_FAIL (or requeues them), naming the keeper.  Nothing here is
 written to disk: what a keeper holds dies with it, as the tasks do.
 
+A single-node attempt runs in a *lane* (conductor.executor.lane): a Ray task that, when its job
+ends, asks the keeper over a local socket for the next attempt of the same shape waiting here
+(launch pacing holds a burst's attempts back for milliseconds).  A burst of short jobs then costs
+Ray a task per lane, not per job.  A multi-node attempt is one task of its own in its placement
+group.
+
 Everything runs on the actor's event loop; no method blocks it (reaping runs in a thread).
 """
 
@@ -14,8 +20,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hmac
 import logging
 import os
+import pickle
+import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -26,7 +35,7 @@ from ray.util.placement_group import NODE_ID_LABEL_KEY, get_placement_group, pla
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
 from conductor import executor, logs
-from conductor.executor import EndCause, RunReport, control, orphans
+from conductor.executor import EndCause, RunReport, control, lane, orphans
 from conductor.keeper.protocol import (PROTOCOL, Ended, KeeperInfo, KeeperState, Launch, conductor_version,
                                        placement_group_name)
 from conductor.resources import Resources
@@ -36,22 +45,40 @@ log = logging.getLogger(__name__)
 #: How often a stop is offered again to an attempt that has not opened its channel yet.
 DELIVERY_RETRY_S = 0.02
 #: Launch pacing: at most ``fresh_max`` attempts per node are in their first FRESH_S after being
-#: handed to Ray; more wait here, for milliseconds.  A burst of short jobs then runs on the worker
-#: processes that are already warm, instead of Ray starting one per free slot (a worker costs
-#: about half a second of CPU to start, far more than a short job).  An attempt stops counting
-#: when it ends or after FRESH_S, so longer jobs still fill every slot, FRESH_S apart at most.
+#: handed to Ray or to a lane; more wait here, for milliseconds, and a lane whose job ends takes
+#: the next of its shape.  A burst of short jobs then runs on a few lanes and warm worker
+#: processes, instead of Ray starting a task and a worker per free slot (a worker costs about half
+#: a second of CPU to start, far more than a short job).  An attempt stops counting when it ends or
+#: after FRESH_S, so longer jobs still fill every slot, FRESH_S apart at most.
 FRESH_S = 0.05
+#: A lane's first attempt counts as fresh until the lane says it has started (then FRESH_S more),
+#: or at most this long: on a loaded node Ray may take longer than FRESH_S to start a task.
+STARTING_MAX_S = 1.0
 _MIB = 1024 * 1024
 
 
 @dataclass
 class _Attempt:
     launch: Launch
-    ref: Any = None  #: None while it waits for its turn (launch pacing): not in Ray yet
+    ref: Any = None  #: its task (its lane's, or its own); None while it waits for its turn (launch pacing)
     placement_group: Any = None
+    lane: _Lane | None = None
     intent: str = "none"
     stopping: bool = False
     done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class _Lane:
+    """One lane task: the attempts of one shape it runs in turn, one at a time (``current``)."""
+
+    lane_id: str
+    secret: str
+    shape: Resources
+    first_token: str  #: the attempt it was started for (the only one it may run while still queued in Ray)
+    current: _Attempt | None = None
+    ref: Any = None
+    cancelled: bool = False  #: Ray was asked to cancel it: it gets no further attempt
 
 
 def ray_resources(per_node: Resources) -> dict[str, Any]:
@@ -79,11 +106,15 @@ class Keeper:
         self._info = KeeperInfo(PROTOCOL, conductor_version(), node_name, ray.get_runtime_context().get_node_id(),
                                 uuid.uuid4().hex, os.getpid())
         self._run_job = ray.remote(executor.run_job)
+        self._run_lane = ray.remote(lane.run_lane)
+        self._lanes: dict[str, _Lane] = {}
+        self._lane_server: asyncio.AbstractServer | None = None
+        self._counts = {"tasks": 0, "handed_over": 0}  # Ray tasks submitted; attempts a running lane took
         self._attempts: dict[int, _Attempt] = {}
         self._ended: dict[int, Ended] = {}
         self._changed: asyncio.Event | None = None
         self._waiting: collections.deque[_Attempt] = collections.deque()  # launched, not yet handed to Ray
-        self._fresh: dict[int, float] = {}  # job id -> when its task was handed to Ray (monotonic)
+        self._fresh: dict[int, float] = {}  # job id -> until when it counts as fresh (monotonic)
         self._fresh_max = max(4, 2 * (os.cpu_count() or 1))
         self._pacing: asyncio.TimerHandle | None = None
 
@@ -91,6 +122,10 @@ class Keeper:
 
     async def hello(self) -> KeeperInfo:
         return self._info
+
+    async def counts(self) -> dict[str, int]:
+        """Ray tasks this keeper submitted, and attempts it handed over to a running lane instead."""
+        return dict(self._counts)
 
     async def state(self) -> KeeperState:
         return KeeperState(self._info, {job_id: a.launch.token for job_id, a in self._attempts.items()},
@@ -104,6 +139,7 @@ class Keeper:
         Attempts beyond the launch pacing's allowance wait here for their turn (FRESH_S); one
         that Ray refuses then ends LAUNCH_FAILED, reported as any other end.
         """
+        await self._serve_lanes()
         refused = {}
         for launch in launches:
             running = self._attempts.get(launch.job_id)
@@ -119,7 +155,7 @@ class Keeper:
     def _hand_to_ray(self) -> list[tuple[_Attempt, str]]:
         """Submit waiting attempts while the pacing allows; returns those Ray refused, with why."""
         now = time.monotonic()
-        for job_id in [job_id for job_id, since in self._fresh.items() if now - since >= FRESH_S]:
+        for job_id in [job_id for job_id, until in self._fresh.items() if now >= until]:
             del self._fresh[job_id]
         refused = []
         while self._waiting and len(self._fresh) < self._fresh_max:
@@ -134,9 +170,10 @@ class Keeper:
                 del self._attempts[attempt.launch.job_id]
                 refused.append((attempt, f"{type(error).__name__}: {error}"))
                 continue
-            self._fresh[attempt.launch.job_id] = now
+            # A lane says when it has started (FRESH_S counts from then); another task counts from now.
+            self._fresh[attempt.launch.job_id] = now + (STARTING_MAX_S if attempt.lane is not None else FRESH_S)
         if self._waiting and self._pacing is None:
-            wait_s = max(0.001, FRESH_S - (now - min(self._fresh.values(), default=now)))
+            wait_s = max(0.001, min(self._fresh.values(), default=now + FRESH_S) - now)
             self._pacing = asyncio.get_running_loop().call_later(wait_s, self._pace)
         return refused
 
@@ -158,18 +195,29 @@ class Keeper:
 
     def _start(self, attempt: _Attempt) -> None:
         launch = attempt.launch
-        group = self._placement_group(launch) if len(launch.nodes) > 1 else None
-        strategy: Any = (PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=0) if group is not None
-                         else NodeAffinitySchedulingStrategy(launch.nodes[0], soft=False))
-        try:
-            attempt.ref = self._run_job.options(name=launch.name, max_retries=0, scheduling_strategy=strategy,
-                                                **ray_resources(launch.per_node)).remote(launch.request)
-        except Exception:
-            if group is not None:
+        if len(launch.nodes) > 1:
+            group = self._placement_group(launch)
+            try:
+                attempt.ref = self._run_job.options(
+                    name=launch.name, max_retries=0, **ray_resources(launch.per_node),
+                    scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=0),
+                ).remote(launch.request)
+            except Exception:
                 remove_placement_group(group)
-            raise
-        attempt.placement_group = group
-        asyncio.get_running_loop().create_task(self._watch(attempt))
+                raise
+            attempt.placement_group = group
+            self._counts["tasks"] += 1
+            asyncio.get_running_loop().create_task(self._watch(attempt))
+            return
+        new = _Lane(uuid.uuid4().hex, secrets.token_hex(16), launch.per_node, launch.token, current=attempt)
+        new.ref = self._run_lane.options(
+            name=launch.name, max_retries=0, **ray_resources(launch.per_node),
+            scheduling_strategy=NodeAffinitySchedulingStrategy(launch.nodes[0], soft=False),
+        ).remote(lane.address(self._info.incarnation), new.lane_id, new.secret, launch.request)
+        attempt.ref, attempt.lane = new.ref, new
+        self._lanes[new.lane_id] = new
+        self._counts["tasks"] += 1
+        asyncio.get_running_loop().create_task(self._watch_lane(new))
 
     @staticmethod
     def _placement_group(launch: Launch) -> Any:
@@ -185,6 +233,7 @@ class Keeper:
                                bundle_label_selector=[{NODE_ID_LABEL_KEY: node_id} for node_id in launch.nodes])
 
     async def _watch(self, attempt: _Attempt) -> None:
+        """A multi-node attempt's own task, to its end."""
         try:
             # Through a concurrent future, not ``await ref``: awaiting ObjectRefs directly grew the
             # keeper's memory by ~28 KB per job here (ray-project/ray#45895 saw the same).
@@ -194,9 +243,89 @@ class Keeper:
         if attempt.placement_group is not None:
             with contextlib.suppress(Exception):
                 remove_placement_group(attempt.placement_group)
+        self._finished(attempt, report)
+
+    async def _watch_lane(self, watched: _Lane) -> None:
+        """A lane's task, to its end: what it ran last ends with the task's result, if not told already."""
+        try:
+            result = await asyncio.wrap_future(watched.ref.future())
+        except Exception as error:  # noqa: BLE001 - Ray's failure of the task is the report
+            result = error
+        self._lanes.pop(watched.lane_id, None)
+        attempt, watched.current = watched.current, None
+        if attempt is None:  # its last report came over the socket
+            return
+        if isinstance(result, Exception):
+            self._finished(attempt, report_of_error(result))
+        elif result is not None and result[0] == attempt.launch.token:
+            self._finished(attempt, result[1])
+        else:  # handed over, but the lane never heard of it (its ask's answer was lost): it never ran
+            attempt.ref = attempt.lane = None
+            self._waiting.appendleft(attempt)
+            self._pace()
+
+    def _finished(self, attempt: _Attempt, report: RunReport) -> None:
         self._end(attempt, report)
         if self._fresh.pop(attempt.launch.job_id, None) is not None and self._waiting:
             self._pace()  # it ended within its first FRESH_S: its turn goes to the next
+
+    # -- lanes -----------------------------------------------------------------------------
+
+    async def _serve_lanes(self) -> None:
+        """Listen for lanes' asks (once); without the socket, every lane runs one attempt."""
+        if self._lane_server is None:
+            try:
+                self._lane_server = await asyncio.start_unix_server(
+                    self._lane_asked, path=lane.address(self._info.incarnation))
+            except OSError as error:
+                log.warning("lanes are off on this node: the keeper cannot listen for them (%s)", error)
+                self._lane_server = False  # type: ignore[assignment] - tried once
+
+    async def _lane_asked(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One ask of a lane: record how its attempt ended, answer with its next attempt or None."""
+        try:
+            if lane.peer_uid(writer.get_extra_info("socket")) != os.getuid():
+                return
+            length = lane.frame_length(await reader.readexactly(4))
+            ask = pickle.loads(await reader.readexactly(length))
+            if not isinstance(ask, lane.Ask):
+                return
+            writer.write(lane.frame(self._next_for(ask)))
+            await writer.drain()
+        except (OSError, EOFError, asyncio.IncompleteReadError, pickle.UnpicklingError) as error:
+            log.debug("a lane's ask failed: %s", error)  # the lane then ends and reports through Ray
+        finally:
+            writer.close()
+
+    def _next_for(self, ask: lane.Ask) -> Any:
+        """End the lane's attempt with its report; hand it the next waiting attempt of its shape."""
+        asking = self._lanes.get(ask.lane_id)
+        if asking is None or not hmac.compare_digest(asking.secret, ask.secret):
+            return None
+        ended = asking.current
+        if ended is None or ended.launch.token != ask.token:
+            return None
+        if ask.report is None:  # the lane has started its first attempt: FRESH_S from now
+            if ended.launch.job_id in self._fresh:
+                self._fresh[ended.launch.job_id] = time.monotonic() + FRESH_S
+            return None
+        following = None if asking.cancelled else self._take_waiting(asking.shape)
+        asking.current = following
+        if following is not None:  # it is in its first FRESH_S too: the lane keeps its turn
+            following.ref, following.lane = asking.ref, asking
+            self._fresh[following.launch.job_id] = time.monotonic() + FRESH_S
+            self._counts["handed_over"] += 1
+        self._finished(ended, ask.report)
+        return following.launch.request if following is not None else None
+
+    def _take_waiting(self, shape: Resources) -> _Attempt | None:
+        """The first attempt waiting for its turn that a lane of ``shape`` can run."""
+        for attempt in self._waiting:
+            launch = attempt.launch
+            if len(launch.nodes) == 1 and launch.per_node == shape and self._attempts.get(launch.job_id) is attempt:
+                self._waiting.remove(attempt)
+                return attempt
+        return None
 
     # -- control ---------------------------------------------------------------------------
 
@@ -220,12 +349,27 @@ class Keeper:
         while not attempt.done.is_set():
             if control.send(attempt.launch.token, control.Command(control.STOP)):
                 return
-            if not cancelled:  # not listening yet: maybe still queued in Ray, where a cancel removes it
+            if not cancelled and self._may_cancel(attempt):  # not listening: maybe still queued in Ray
                 with contextlib.suppress(Exception):
                     ray.cancel(attempt.ref)
                 cancelled = True
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(attempt.done.wait(), DELIVERY_RETRY_S)
+
+    @staticmethod
+    def _may_cancel(attempt: _Attempt) -> bool:
+        """Whether a Ray cancel of the attempt's task hits that attempt and nothing else.
+
+        A lane's task may be queued in Ray only for its first attempt; a later one is handed over
+        to a running lane, which listens on the attempt's channel within moments.  Once cancelled,
+        a lane is given nothing more, so the interrupt cannot land in a later attempt.
+        """
+        if attempt.lane is None:
+            return True
+        if attempt.lane.first_token != attempt.launch.token:
+            return False
+        attempt.lane.cancelled = True
+        return True
 
     async def signal(self, job_id: int, token: str, signum: int) -> bool:
         """Send ``signum`` to the attempt's process group; False when it does not run (yet)."""

@@ -326,3 +326,69 @@ def test_a_burst_of_short_jobs_reuses_warm_workers(settings_factory, scheduler_f
     # The warm-up's workers (up to 8), the paced few, and a couple more for attempts that outlived
     # FRESH_S on a loaded machine.  Without pacing, Ray started 19 for this burst here (and up to 32).
     assert len(workers) <= 8 + paced + 4, f"{len(workers)} worker processes ran 150 short jobs"
+
+
+def _keeper_counts(settings) -> dict[str, int]:
+    from conductor.keeper.handle import name_of
+    keeper = ray.get_actor(name_of("testnode"), namespace=settings.ray_namespace)
+    return ray.get(keeper.counts.remote(), timeout=30)
+
+
+def test_a_burst_of_short_jobs_runs_in_fewer_ray_tasks_than_jobs(settings_factory, scheduler_factory,
+                                                                  tmp_path) -> None:
+    """Lanes (conductor/executor/lane.py): a lane whose job ends takes the next waiting attempt of
+    its shape, so 200 short jobs of one shape take far fewer Ray tasks; each job still sees its own
+    id, output file and exit code, and Ray's usage is back to zero afterwards."""
+    settings = settings_factory("sqlite", worker_concurrency=32)
+    service = JobService.from_settings(settings)
+    scheduler_factory(settings)
+    before = _keeper_counts(settings)
+    script = f"#!/bin/bash\necho \"$SLURM_JOB_ID $$\" > {tmp_path}/ran-$SLURM_JOB_ID\nexit $((SLURM_JOB_ID % 3))\n"
+    ids = [job.id for job in service.submit_many(
+        [spec(script, cpus_per_task=1, memory_per_node_mb=100, working_dir=str(tmp_path)) for _ in range(200)])]
+    wait_for(lambda: _all_ended(service, ids), 180, message="the burst to end")
+    for job in service.repository.get_many(ids):
+        assert job.exit_code == job.id % 3, (job.id, job.state, job.exit_code)
+        assert job.state is (jobs.JobState.COMPLETED if job.id % 3 == 0 else jobs.JobState.FAILED)
+        assert (tmp_path / f"ran-{job.id}").read_text().split()[0] == str(job.id)
+    counts = {key: value - before[key] for key, value in _keeper_counts(settings).items()}
+    print(f"200 jobs: {counts}")
+    assert counts["tasks"] + counts["handed_over"] == 200, counts
+    assert counts["tasks"] < 150, f"lanes ran hardly any job after their first: {counts}"
+    wait_for(lambda: ray_used_by_node_nonzero() == {}, 5, message="Ray to report every lease returned")
+
+
+def test_a_job_handed_over_to_a_lane_is_cancelled_alone(settings_factory, scheduler_factory, tmp_path) -> None:
+    """Cancelling jobs that lanes took over (a lane's later attempt is never Ray-cancelled: its stop
+    goes over the attempt's channel) stops exactly those scripts, and the other jobs go on."""
+    settings = settings_factory("sqlite", worker_concurrency=32)
+    service = JobService.from_settings(settings)
+    scheduler_factory(settings)
+    before = _keeper_counts(settings)
+    quick = "#!/bin/bash\ntrue\n"
+    sleeper = f"#!/bin/bash\necho $$ > {tmp_path}/pid-$SLURM_JOB_ID\nexec sleep 300\n"
+    shape = dict(cpus_per_task=1, memory_per_node_mb=100, working_dir=str(tmp_path))
+    # Four quick jobs first (the keeper's launch pacing lets four lanes start at once on this
+    # machine): their lanes end at once and take sleepers that wait behind them for their turn.
+    ids = [job.id for job in service.submit_many([spec(quick, **shape) for _ in range(4)]
+                                                 + [spec(sleeper, **shape) for _ in range(12)])]
+    quick_ids, sleepers = ids[:4], ids[4:]
+    wait_for(lambda: all((tmp_path / f"pid-{i}").exists() for i in sleepers), 60, message="the sleepers to run")
+    assert _keeper_counts(settings)["handed_over"] > before["handed_over"], "no lane took a later attempt"
+    pids = {i: int((tmp_path / f"pid-{i}").read_text()) for i in sleepers}
+    service.cancel(sleepers[::2])
+    wait_for(lambda: all(service.get(i).state is jobs.JobState.CANCELLED for i in sleepers[::2]), 30,
+             message="the cancelled sleepers to end")
+    assert not any(_pid_alive(pids[i]) for i in sleepers[::2])
+    assert all(service.get(i).state is jobs.JobState.RUNNING and _pid_alive(pids[i]) for i in sleepers[1::2])
+    assert {service.get(i).state for i in quick_ids} == {jobs.JobState.COMPLETED}
+    service.cancel(sleepers[1::2])
+    wait_for(lambda: _all_ended(service, sleepers), 30, message="the rest to end")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return not stat.read().rsplit(") ", 1)[-1].startswith("Z")
+    except FileNotFoundError:
+        return False
