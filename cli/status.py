@@ -42,6 +42,7 @@ def _scheduler_lines(scheduler: dict[str, Any], lease: dict[str, Any] | None) ->
                      f"{scheduler.get('passes_per_minute')} in the last minute")
         lines.append(f"  Last pass:        {_seconds(scheduler.get('last_pass_duration_s'))}"
                      + (f" at {render.local_time(scheduler['last_pass_at'])}" if scheduler.get("last_pass_at") else ""))
+        lines.append(f"  Last full pass:   {_seconds(scheduler.get('last_full_pass_duration_s'))}")
         lines.append(f"  Pass p95:         <= {_seconds(scheduler.get('pass_duration_p95_s'))}; submit to start "
                      f"p95 <= {_seconds(scheduler.get('submit_to_start_p95_s'))}")
         lines.append(f"  Loop lag:         {_seconds(scheduler.get('loop_lag_s'))}")

@@ -133,6 +133,8 @@ class SchedulerFigures:
     passes_last_minute: int = 0
     last_pass_duration_s: float | None = None
     last_pass_at_s: float | None = None
+    #: The last full pass (every pending job's reason; a quick pass stops once nothing more can start).
+    last_full_pass_duration_s: float | None = None
     loop_lag_s: float = 0.0
     pass_duration: HistogramSnapshot = field(default_factory=lambda: Histogram(PASS_BUCKETS_S).snapshot())
     submit_to_start: HistogramSnapshot = field(default_factory=lambda: Histogram(LATENCY_BUCKETS_S).snapshot())

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Iterable, Mapping, Sequence
+from typing import Collection, Iterable, Mapping, Sequence
 
 from conductor.dependencies import Verdict
 from conductor.jobs import Reason
@@ -71,6 +71,8 @@ class Plan:
     reasons: dict[int, Reason] = field(default_factory=dict)
     #: Blocked jobs that got a reservation: when they are expected to start (backfill only).
     expected_start_s: dict[int, float] = field(default_factory=dict)
+    #: Whether every pending job was considered (a quick pass stops once nothing more can start).
+    complete: bool = True
 
 
 def order_key(candidate: Candidate) -> tuple:
@@ -105,15 +107,22 @@ def blocked_reason(*, hold: str | None, begin_time: datetime | None, now: dateti
     return None
 
 
-def plan_pass(pending: Sequence[Candidate], nodes: Sequence[Node], free_slots: int, *,
+def plan_pass(pending: Iterable[Candidate], nodes: Sequence[Node], free_slots: int, *,
               used: Mapping[str, Resources] | None = None, array_running: Mapping[int, int] | None = None,
               running: Sequence[Hold] = (), now_s: float = 0.0, backfill: bool = False,
-              reserve_depth: int = DEFAULT_RESERVE_DEPTH) -> Plan:
-    """Decide one pass.  ``pending`` must be in order_key order; ``used`` is what each node holds now
-    (by Ray node id; a node not in it holds nothing).
+              reserve_depth: int = DEFAULT_RESERVE_DEPTH, depth: int | None = None,
+              partitions: Collection[str] | None = None) -> Plan:
+    """Decide one pass.  ``pending`` must be in order_key order (it is read once, lazily); ``used`` is
+    what each node holds now (by Ray node id; a node not in it holds nothing).
 
     ``array_running`` counts the running tasks of each array (for the %N throttle);
     ``running`` (with expected ends) and ``now_s`` are used by backfill only.
+
+    A quick pass (``depth`` given, as Slurm's default_queue_depth) stops, with ``complete`` False
+    and no reason for the jobs it did not reach, once no later job could start: no free slot is
+    left, or every partition in ``partitions`` (those of the pending jobs) is blocked with no
+    reservation left to make, or ``depth`` jobs were considered.  Every job it reaches gets the
+    decision a full pass would give it.
     """
     plan = Plan()
     used = used or {}
@@ -126,7 +135,14 @@ def plan_pass(pending: Sequence[Candidate], nodes: Sequence[Node], free_slots: i
             if node.ray_node_id in timelines:
                 timelines[node.ray_node_id].add(now_s, _end(hold.end_s, now_s), hold.allocation.per_node)
     reserved = 0
+    considered = 0
     for job in pending:
+        if depth is not None and (free_slots <= 0 or considered >= depth or (
+                partitions is not None and blocked.issuperset(partitions)
+                and (not backfill or reserved >= reserve_depth))):
+            plan.complete = False
+            break
+        considered += 1
         mine = [node for node in nodes if node.serves(job.partition)]
         if job.exclusive:
             job, mine = _whole_nodes(job, mine, free)

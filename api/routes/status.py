@@ -36,6 +36,9 @@ class SchedulerOut(BaseModel):
     passes_per_minute: int | None = Field(None, description="Passes in the last 60 s.")
     last_pass_duration_s: float | None = None
     last_pass_at: datetime | None = None
+    last_full_pass_duration_s: float | None = Field(
+        None, description="The last pass that gave every pending job its reason (an event's pass stops once "
+                          "nothing more can start).")
     pass_duration_p95_s: float | None = Field(None, description="Upper bound of the histogram bucket holding p95.")
     submit_to_start_p95_s: float | None = Field(None, description="Upper bound of the bucket holding p95 "
                                                                   "(null: nothing started, or past the last bucket).")
@@ -109,6 +112,7 @@ def _scheduler(answered: bool | None, found: scheduler.Status | str) -> Schedule
                         uptime_s=round(now - figures.started_at_s, 3), passes_total=figures.passes_total,
                         passes_per_minute=figures.passes_last_minute, last_pass_duration_s=figures.last_pass_duration_s,
                         last_pass_at=_time(figures.last_pass_at_s), loop_lag_s=figures.loop_lag_s,
+                        last_full_pass_duration_s=figures.last_full_pass_duration_s,
                         pass_duration_p95_s=figures.pass_duration.quantile(0.95),
                         submit_to_start_p95_s=figures.submit_to_start.quantile(0.95),
                         database_errors=figures.database_errors, queue_errors=figures.queue_errors)

@@ -69,6 +69,13 @@ KEEPER_RETURN_S = 30.0
 LAG_PROBE_S = 1.0
 #: Least time between two computations of the autoscaler's demand (passes come far more often).
 DEMAND_PERIOD_S = 1.0
+#: A pass run for an event is quick (policy.plan_pass ``depth``, as Slurm's default_queue_depth):
+#: it reads the head of the pending order and stops once nothing more can start.  A full pass,
+#: which gives every pending job its reason, runs at most every FULL_PASS_MIN_S, and no more often
+#: than keeps its own cost under 1/FULL_PASS_COST_RATIO of the scheduler's time.
+QUICK_PASS_DEPTH = 1000
+FULL_PASS_MIN_S = 1.0
+FULL_PASS_COST_RATIO = 20
 
 
 class Scheduler:
@@ -87,6 +94,10 @@ class Scheduler:
         self._begin_timer_at: datetime | None = None
         self._stopping = False
         self._last_pass_started = False
+        self._last_pass_complete = True
+        self._last_pass_full = True
+        self._next_full_pass_s = 0.0  # monotonic: when a pass may be a full one again
+        self._full_pass_timer: asyncio.TimerHandle | None = None
         self._queue_drained = False
         self._idle = asyncio.Event()
         self._start_lock = asyncio.Lock()
@@ -273,7 +284,7 @@ class Scheduler:
         except Exception:  # the loop must survive anything a pass meets; the job rows stay PENDING
             log.exception("scheduling pass failed")
             asyncio.get_running_loop().call_later(RETRY_MAX_S, self._request_pass)
-        self._telemetry.pass_ran(time.perf_counter() - began_s)
+        self._telemetry.pass_ran(time.perf_counter() - began_s, full=self._last_pass_full)
         self._wake_idle_waiters()
 
     def _schedule(self) -> None:
@@ -281,16 +292,33 @@ class Scheduler:
         waiting = self._blocked_reasons()
         ledger = self._ledger
         ready = [node for node in ledger.nodes.values() if self._dispatcher.has_keeper(node.ray_node_id)]
+        began_s = time.monotonic()
+        full = self._last_pass_full = began_s >= self._next_full_pass_s
         plan = policy.plan_pass(
-            ledger.candidates(waiting), ready, self._settings.worker_concurrency
+            ledger.ordered(waiting), ready, self._settings.worker_concurrency
             - len(ledger.running), used=ledger.used(), array_running=ledger.array_running(),
             running=ledger.holds(self._settings.kill_wait_s), now_s=time.time(),
-            backfill=self._settings.scheduler_backfill, reserve_depth=self._settings.backfill_max_job_test)
-        self._last_pass_started = bool(plan.starts)
+            backfill=self._settings.scheduler_backfill, reserve_depth=self._settings.backfill_max_job_test,
+            depth=None if full else QUICK_PASS_DEPTH, partitions=None if full else ledger.partitions())
+        if full:
+            cost_s = time.monotonic() - began_s
+            self._next_full_pass_s = time.monotonic() + max(FULL_PASS_MIN_S, FULL_PASS_COST_RATIO * cost_s)
+        elif not plan.complete:
+            self._full_pass_later()  # the jobs it did not reach get their reasons then
+        self._last_pass_started, self._last_pass_complete = bool(plan.starts), plan.complete
         if plan.starts:
             self._start(plan.starts)
         self._record_reasons({**waiting, **plan.reasons})
         self._tell_autoscaler()
+
+    def _full_pass_later(self) -> None:
+        if self._full_pass_timer is None:
+            delay_s = max(0.0, self._next_full_pass_s - time.monotonic())
+            self._full_pass_timer = asyncio.get_running_loop().call_later(delay_s, self._full_pass_due)
+
+    def _full_pass_due(self) -> None:
+        self._full_pass_timer = None
+        self._request_pass()
 
     def _tell_autoscaler(self, *, now_s: float | None = None) -> None:
         """Ask Ray's autoscaler for the nodes that unmet pending jobs need (``demand``); at most
@@ -300,8 +328,7 @@ class Scheduler:
             return
         self._demand_at = now_s
         ledger = self._ledger
-        waiting = sorted(((p.candidate, p.reason) for p in ledger.pending.values()
-                          if p.reason in demand.WAITING_FOR_ROOM), key=lambda w: policy.order_key(w[0]))
+        waiting = ((candidate, ledger.pending[candidate.job_id].reason) for candidate in ledger.ordered())
         live = list(ledger.nodes.values())
         bundles = demand.request(live, demand.unmet(waiting, live, ledger.used(), self._settings.partitions))
         to_send = self._requests.next(bundles, now_s)
@@ -327,8 +354,11 @@ class Scheduler:
     def _blocked_reasons(self) -> dict[int, jobs.Reason]:
         """Pending jobs that may not start yet whatever the resources: held, --begin, dependency, partition down."""
         pending = self._ledger.pending
-        found = eligibility.check([(p.job, p.dependency) for p in pending.values()], self._repo,
-                                  datetime.now(timezone.utc))
+        conditional = self._ledger.conditional
+        if len(conditional) > len(pending):  # ids of jobs that left linger until here
+            conditional.intersection_update(pending.keys())
+        found = eligibility.check([(p.job, p.dependency) for job_id in conditional
+                                   if (p := pending.get(job_id)) is not None], self._repo, datetime.now(timezone.utc))
         self._wake_at(found.next_begin)
         for job_id in found.cancelled:  # --kill-on-invalid-dep: CANCELLED now, no longer pending
             gone = pending.pop(job_id)
@@ -336,7 +366,7 @@ class Scheduler:
         if found.cancelled:
             self._request_pass()  # another pass: the jobs that depend on these may be decided now
         blocked = {job_id: reason for job_id, reason in found.reasons.items() if job_id in pending}
-        for p in pending.values():
+        for p in pending.values() if self._down_partitions else ():
             if p.job.spec.partition in self._down_partitions and p.job.id not in blocked:
                 blocked[p.job.id] = jobs.Reason.PARTITION_DOWN
         return blocked
@@ -672,7 +702,7 @@ class Scheduler:
     def _is_idle(self) -> bool:
         if not self._started or not self._queue_drained or self._ledger.running or self._pass_scheduled:
             return False
-        return not self._ledger.pending or not self._last_pass_started
+        return not self._ledger.pending or (not self._last_pass_started and self._last_pass_complete)
 
     def _wake_idle_waiters(self) -> None:
         if self._is_idle():

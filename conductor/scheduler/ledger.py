@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass, field
-from typing import Any, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Iterator
 
 from conductor import dependencies, jobs, policy
 from conductor.resources import NOTHING, Allocation, Node, Resources
@@ -54,6 +54,15 @@ class Ledger:
         self.pending: dict[int, PendingJob] = {}
         self.running: dict[int, RunningJob] = {}
         self.nodes: dict[str, Node] = {}
+        # The pending jobs in the policy's order, kept between passes (a pass reads only its head):
+        # (order key, sequence, candidate); a job that left, or whose candidate was replaced since,
+        # is skipped when read.  New candidates wait in _arrived until the next read sorts them in.
+        self._order: list[tuple[tuple, int, policy.Candidate]] = []
+        self._arrived: list[tuple[tuple, int, policy.Candidate]] = []
+        self._sequence = 0
+        #: Jobs that may be blocked whatever the resources (hold, --begin, dependency): the only
+        #: ones eligibility must look at.  Ids may linger after their job left (skipped when read).
+        self.conditional: set[int] = set()
 
     def add_pending(self, job: jobs.Job, entry_ids: set[str], priority: int) -> PendingJob:
         """Take in a PENDING job (ValueError for a --dependency it cannot read)."""
@@ -65,7 +74,47 @@ class Ledger:
             exclusive=spec.exclusive)
         parsed = _parsed(spec.dependency) if spec.dependency else None
         pending = self.pending[job.id] = PendingJob(job, candidate, entry_ids, job.reason, parsed)
+        self._arrive(candidate)
+        if spec.hold or spec.begin_time is not None or parsed is not None:
+            self.conditional.add(job.id)
+        else:
+            self.conditional.discard(job.id)
         return pending
+
+    def reprioritise(self, job_id: int, priority: int) -> None:
+        """Give a pending job a new priority (it moves in the order)."""
+        pending = self.pending[job_id]
+        pending.candidate = replace(pending.candidate, priority=priority)
+        self._arrive(pending.candidate)
+
+    def _arrive(self, candidate: policy.Candidate) -> None:
+        self._sequence += 1
+        self._arrived.append((policy.order_key(candidate), self._sequence, candidate))
+
+    def ordered(self, excluded: Iterable[int] = ()) -> Iterator[policy.Candidate]:
+        """Pending jobs the policy may consider, in its order, read lazily (a quick pass reads its head).
+
+        New and re-prioritised jobs are merged in first (a sort of a nearly sorted list); entries
+        of jobs that left are dropped once they outnumber the pending jobs.
+        """
+        if len(self._arrived) > len(self.pending) // 2:  # most moved (a priority refresh): sort afresh
+            self._order, self._arrived = [], []
+            for held in self.pending.values():
+                self._arrive(held.candidate)
+            self._order, self._arrived = self._arrived, []
+            self._order.sort()  # keys are unique (the sequence): candidates are never compared
+        elif self._arrived:
+            self._order.extend(self._arrived)
+            self._arrived = []
+            self._order.sort()
+        if len(self._order) > 2 * len(self.pending) + 1024:
+            self._order = [entry for entry in self._order
+                           if (held := self.pending.get(entry[2].job_id)) is not None and held.candidate is entry[2]]
+        skip = set(excluded)
+        for _, _, candidate in self._order:
+            held = self.pending.get(candidate.job_id)
+            if held is not None and held.candidate is candidate and candidate.job_id not in skip:
+                yield candidate
 
     def holder(self, job_id: int) -> PendingJob | RunningJob | None:
         return self.pending.get(job_id) or self.running.get(job_id)
@@ -102,8 +151,11 @@ class Ledger:
 
     def candidates(self, excluded: Iterable[int]) -> list[policy.Candidate]:
         """Pending jobs the policy may consider, in its order."""
-        skip = set(excluded)
-        return sorted((p.candidate for p in self.pending.values() if p.job.id not in skip), key=policy.order_key)
+        return list(self.ordered(excluded))
+
+    def partitions(self) -> set[str]:
+        """The partitions of the pending jobs."""
+        return {p.candidate.partition for p in self.pending.values()}
 
     def replace_nodes(self, found: Iterable[Node]) -> bool:
         """Take Ray's live node set; True when it differs from what was known."""

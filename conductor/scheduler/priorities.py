@@ -8,7 +8,6 @@ in the database and is charged as jobs end.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 from conductor import jobs, priority
 from conductor.config import Settings
@@ -45,7 +44,7 @@ class Priorities:
         if now - self._computed_at < PRIORITY_CALC_PERIOD_S:
             return
         self._computed_at = now
-        for pending in self._ledger.pending.values():
-            value = self.of(pending.job)
-            if value != pending.candidate.priority:
-                pending.candidate = replace(pending.candidate, priority=value)
+        changed = [(job_id, value) for job_id, pending in self._ledger.pending.items()
+                   if (value := self.of(pending.job)) != pending.candidate.priority]
+        for job_id, value in changed:
+            self._ledger.reprioritise(job_id, value)

@@ -41,6 +41,7 @@ class Telemetry:
         self._passes = 0
         self._recent_passes: collections.deque[tuple[int, int]] = collections.deque()  # (second, passes in it)
         self._last_pass: tuple[float, float] | None = None  # (ended at, duration)
+        self._last_full_pass_s: float | None = None
         self._loop_lag_s = 0.0
         self._errors = {"database": 0, "queue": 0}
         self._ray: dict[str, Any] = {}
@@ -68,11 +69,13 @@ class Telemetry:
 
     # -- what the actor reports ------------------------------------------------------------
 
-    def pass_ran(self, duration_s: float) -> None:
+    def pass_ran(self, duration_s: float, *, full: bool = True) -> None:
         now_s = time.time()
         self._pass_duration.observe(duration_s)
         self._passes += 1
         self._last_pass = (now_s, duration_s)
+        if full:
+            self._last_full_pass_s = duration_s
         second = int(now_s)
         if self._recent_passes and self._recent_passes[-1][0] == second:
             self._recent_passes[-1] = (second, self._recent_passes[-1][1] + 1)
@@ -111,6 +114,7 @@ class Telemetry:
         return metrics.SchedulerFigures(
             started_at_s=self.started_at_s, passes_total=self._passes,
             passes_last_minute=sum(count for _, count in self._recent_passes), last_pass_duration_s=duration,
+            last_full_pass_duration_s=self._last_full_pass_s,
             last_pass_at_s=ended_at, loop_lag_s=self._loop_lag_s, pass_duration=self._pass_duration.snapshot(),
             submit_to_start=self._submit_to_start.snapshot(), database_errors=self._errors["database"],
             queue_errors=self._errors["queue"])

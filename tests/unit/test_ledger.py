@@ -79,3 +79,32 @@ def test_a_node_set_change_is_reported_once_and_lost_nodes_are_named() -> None:
     ledger.replace_nodes([A])
     assert ledger.lost_nodes(running) == ["b"]
     assert ledger.holder(1) is running and ledger.holder(2) is None
+
+
+def test_the_order_is_kept_between_reads_and_follows_arrivals_departures_and_new_priorities() -> None:
+    ledger = Ledger()
+    for job_id, priority in ((1, 5), (2, 9), (3, 5)):
+        ledger.add_pending(job(job_id), set(), priority)
+    assert [c.job_id for c in ledger.ordered()] == [2, 1, 3]
+    ledger.add_pending(job(4), set(), 7)  # arrives between 2 and 1
+    del ledger.pending[2]  # started, cancelled...: skipped from now on
+    ledger.reprioritise(3, 10)
+    assert [c.job_id for c in ledger.ordered()] == [3, 4, 1]
+    ledger.add_pending(job(1, hold="user"), set(), 5)  # re-read (held): once, not twice
+    assert [c.job_id for c in ledger.ordered(excluded=[4])] == [3, 1]
+    assert ledger.conditional == {1}
+    ledger.add_pending(job(1), set(), 5)  # released
+    assert ledger.conditional == set()
+    for job_id in range(10, 3000):  # entries of departed jobs are dropped once they outnumber the rest
+        ledger.add_pending(job(job_id), set(), 0)
+        del ledger.pending[job_id]
+    assert [c.job_id for c in ledger.ordered()] == [3, 4, 1]
+    assert len(ledger._order) < 2 * len(ledger.pending) + 1024
+
+
+def test_ordered_is_read_lazily() -> None:
+    ledger = Ledger()
+    for job_id in range(1, 6):
+        ledger.add_pending(job(job_id), set(), 0)
+    reader = ledger.ordered()
+    assert [next(reader).job_id, next(reader).job_id] == [1, 2]

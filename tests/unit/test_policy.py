@@ -331,3 +331,49 @@ def test_past_the_reserve_depth_lower_jobs_of_a_blocked_partition_are_not_tested
     deeper = plan_pass(pending, [n], 10, used=before, running=[busy("n", 3, 5.0)],
                        now_s=0.0, backfill=True, reserve_depth=3)  # both reserved, then job 3 tested
     assert started(deeper) == [(3, "n")]
+
+
+# ---- quick passes (depth) ---------------------------------------------------------------------
+
+
+def _counting(candidates):
+    """The candidates, counting how many the pass read."""
+    read = [0]
+
+    def reader():
+        for candidate in candidates:
+            read[0] += 1
+            yield candidate
+    return reader(), read
+
+
+def test_a_quick_pass_stops_when_no_slot_is_left_and_leaves_the_rest_without_a_reason() -> None:
+    pending, read = _counting([job(i) for i in range(1, 10_001)])
+    plan = plan_pass(pending, [node("n", 64, 65536)], free_slots=3, depth=1000, partitions={"default"})
+    assert started(plan) == [(1, "n"), (2, "n"), (3, "n")]
+    assert not plan.complete and plan.reasons == {} and read[0] == 4
+    full = plan_pass([job(i) for i in range(1, 10_001)], [node("n", 64, 65536)], free_slots=3)
+    assert full.complete and started(full) == started(plan) and len(full.reasons) == 9997
+
+
+def test_a_quick_pass_stops_once_every_partition_is_blocked_and_reservations_are_made() -> None:
+    jobs = [job(1, cpus=8)] + [job(i, cpus=4) for i in range(2, 5001)]
+    pending, read = _counting(jobs)
+    nodes = [node("n", 8, 65536)]
+    plan = plan_pass(pending, nodes, free_slots=100, used=used(n=Resources(4)), depth=1000, partitions={"default"},
+                     backfill=True, running=[busy("n", 4, 100.0)], reserve_depth=10)
+    full = plan_pass(jobs, nodes, free_slots=100, used=used(n=Resources(4)), backfill=True,
+                     running=[busy("n", 4, 100.0)], reserve_depth=10)
+    assert not plan.complete and read[0] == 11  # the blocked job, 9 more reservations, then stop
+    assert started(plan) == started(full)
+    assert {k: v for k, v in full.reasons.items() if k in plan.reasons} == plan.reasons
+    assert plan.expected_start_s == full.expected_start_s
+
+
+def test_a_quick_pass_reads_at_most_depth_jobs_and_a_partition_with_room_is_not_skipped() -> None:
+    jobs = [job(i, partition="a") for i in range(1, 1500)] + [job(2000, partition="b")]
+    nodes = [node("na", 1, 65536, partitions=frozenset({"a"})), node("nb", 1, 65536, partitions=frozenset({"b"}))]
+    pending, read = _counting(jobs)
+    plan = plan_pass(pending, nodes, free_slots=10, depth=1000, partitions={"a", "b"})
+    assert started(plan) == [(1, "na")] and read[0] == 1001 and not plan.complete  # 2000 waits for a full pass
+    assert started(plan_pass(jobs, nodes, free_slots=10)) == [(1, "na"), (2000, "nb")]
