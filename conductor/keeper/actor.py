@@ -53,7 +53,13 @@ DELIVERY_RETRY_S = 0.02
 FRESH_S = 0.05
 #: A lane's first attempt counts as fresh until the lane says it has started (then FRESH_S more),
 #: or at most this long: on a loaded node Ray may take longer than FRESH_S to start a task.
-STARTING_MAX_S = 1.0
+STARTING_MAX_S = 3.0
+#: An attempt a lane has begun counts as fresh for a few times the recent short runs in lanes
+#: (SHORT_RUN_FACTOR times their moving average), between FRESH_S and LANE_FRESH_MAX_S: on a
+#: loaded node a short job takes longer than FRESH_S, and starting another task (and worker) for
+#: the jobs behind it then only adds load.  Runs longer than LANE_FRESH_MAX_S do not count.
+LANE_FRESH_MAX_S = 0.5
+SHORT_RUN_FACTOR = 3.0
 _MIB = 1024 * 1024
 
 
@@ -65,6 +71,7 @@ class _Attempt:
     lane: _Lane | None = None
     intent: str = "none"
     stopping: bool = False
+    began_s: float = 0.0  #: when its lane began it (monotonic): the lane said it started, or took it
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -116,6 +123,7 @@ class Keeper:
         self._waiting: collections.deque[_Attempt] = collections.deque()  # launched, not yet handed to Ray
         self._fresh: dict[int, float] = {}  # job id -> until when it counts as fresh (monotonic)
         self._fresh_max = max(4, 2 * (os.cpu_count() or 1))
+        self._short_run_s = 0.0  # moving average of the short runs in lanes (LANE_FRESH_MAX_S)
         self._pacing: asyncio.TimerHandle | None = None
 
     # -- what it is and holds ---------------------------------------------------------------
@@ -305,18 +313,25 @@ class Keeper:
         ended = asking.current
         if ended is None or ended.launch.token != ask.token:
             return None
-        if ask.report is None:  # the lane has started its first attempt: FRESH_S from now
+        now = time.monotonic()
+        if ask.report is None:  # the lane has started its first attempt: fresh from now
+            ended.began_s = now
             if ended.launch.job_id in self._fresh:
-                self._fresh[ended.launch.job_id] = time.monotonic() + FRESH_S
+                self._fresh[ended.launch.job_id] = now + self._lane_fresh_s()
             return None
+        if ended.began_s and (run_s := now - ended.began_s) < LANE_FRESH_MAX_S:
+            self._short_run_s = run_s if not self._short_run_s else 0.8 * self._short_run_s + 0.2 * run_s
         following = None if asking.cancelled else self._take_waiting(asking.shape)
         asking.current = following
-        if following is not None:  # it is in its first FRESH_S too: the lane keeps its turn
-            following.ref, following.lane = asking.ref, asking
-            self._fresh[following.launch.job_id] = time.monotonic() + FRESH_S
+        if following is not None:  # it is fresh too: the lane keeps its turn
+            following.ref, following.lane, following.began_s = asking.ref, asking, now
+            self._fresh[following.launch.job_id] = now + self._lane_fresh_s()
             self._counts["handed_over"] += 1
         self._finished(ended, ask.report)
         return following.launch.request if following is not None else None
+
+    def _lane_fresh_s(self) -> float:
+        return min(LANE_FRESH_MAX_S, max(FRESH_S, SHORT_RUN_FACTOR * self._short_run_s))
 
     def _take_waiting(self, shape: Resources) -> _Attempt | None:
         """The first attempt waiting for its turn that a lane of ``shape`` can run."""

@@ -324,7 +324,7 @@ def test_a_burst_of_short_jobs_reuses_warm_workers(settings_factory, scheduler_f
     workers = {(tmp_path / f"worker-{job_id}").read_text() for job_id in ids}
     paced = max(4, 2 * (os.cpu_count() or 1))  # the keeper's allowance of fresh attempts
     # The warm-up's workers (up to 8), the paced few, and a couple more for attempts that outlived
-    # FRESH_S on a loaded machine.  Without pacing, Ray started 19 for this burst here (and up to 32).
+    # their fresh window on a loaded machine.  Without pacing, Ray started 19 for this burst here (and up to 32).
     assert len(workers) <= 8 + paced + 4, f"{len(workers)} worker processes ran 150 short jobs"
 
 
