@@ -703,7 +703,11 @@ class Scheduler:
         due = self._retirement.due(workers, busy, time.monotonic())
         if not due:
             return
-        held = self._repo.unreleased_by_node()
+        try:
+            held = self._repo.unreleased_by_node()
+        except ServiceUnavailable as exc:  # the database is down: retire nothing before it answers
+            log.warning("not retiring idle keepers: %s", exc)
+            return
         for node_id in due:
             if node_id in held or node_id in busy:
                 continue
@@ -725,6 +729,8 @@ class Scheduler:
             return
         if ended:
             self._retirement.retired(node_id)
+            if node_id not in self._ledger.nodes:  # it left meanwhile
+                self._retirement.keep_only(self._ledger.nodes.keys())
             log.info("retired %s, idle for %.0f s: its node may be stopped when idle", keeper_name(info.node_name),
                      self._retirement.idle_timeout_s)
         else:  # it held something after all: use it again
