@@ -59,9 +59,10 @@ def ended(service: JobService, job_id: int, timeout_s: float = 60) -> jobs.Job:
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize("backend", ["sqlite-embedded", "postgres-redis"])
 def test_an_idle_worker_keeper_is_retired_the_head_keeper_stays_and_a_later_job_makes_it_again(
-        worker_node: str, settings_factory, scheduler_factory, tmp_path: Path) -> None:  # noqa: ANN001
-    settings = settings_factory("sqlite-embedded", worker_concurrency=4, partitions=PARTITIONS,
+        backend: str, worker_node: str, settings_factory, scheduler_factory, tmp_path: Path) -> None:  # noqa: ANN001
+    settings = settings_factory(backend, worker_concurrency=4, partitions=PARTITIONS,
                                 keeper_idle_timeout_s=IDLE_TIMEOUT_S)
     service = JobService.from_settings(settings)
     scheduler_factory(settings)
