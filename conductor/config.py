@@ -57,6 +57,9 @@ class Settings(BaseModel):
     kill_wait_s: float = Field(30.0, ge=0)
     shutdown_running_jobs: str = "keep"
     shutdown_wait_s: float = Field(300.0, ge=0)
+    #: Seconds a non-head node's keeper may have nothing to do before it is retired (so Ray's
+    #: autoscaler can stop the idle node); it is made again when a pending job could use the node.
+    keeper_idle_timeout_s: float = Field(300.0, gt=0)
     max_script_bytes: int = Field(1024 * 1024, ge=1)
     allowed_dirs: tuple[Path, ...] = ()
     log_level: str = "INFO"

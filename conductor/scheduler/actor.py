@@ -36,7 +36,7 @@ from conductor.resources import Allocation
 from conductor.executor import EndCause, RunReport
 from conductor.keeper.handle import name_of as keeper_name
 from conductor.keeper.protocol import Ended, Launch
-from conductor.scheduler import demand, ending, nodes, recovery
+from conductor.scheduler import demand, ending, nodes, recovery, retirement
 from conductor.scheduler.dispatch import Dispatcher, KeeperMismatch
 from conductor.scheduler.handle import Status
 from conductor.scheduler.intake import Intake
@@ -151,6 +151,8 @@ class Scheduler:
         self._local_node_id = ray.get_runtime_context().get_node_id()
         self._dispatcher = Dispatcher(self._settings)
         self._intake = Intake(self._repo, self._consumer, self._ledger, self._dispatcher, self._priorities.of)
+        self._retirement = retirement.Retirement(self._settings.keeper_idle_timeout_s)
+        self._head_ids = nodes.head_ids() | {self._local_node_id}  # their keepers are never retired
         self._refresh_nodes()
         try:
             await self._dispatcher.ensure_keepers(list(self._ledger.nodes.values()), all_must_answer=True)
@@ -308,6 +310,7 @@ class Scheduler:
         self._last_pass_started, self._last_pass_complete = bool(plan.starts), plan.complete
         if plan.starts:
             self._start(plan.starts)
+        self._wake_keepers(plan.reasons)
         self._record_reasons({**waiting, **plan.reasons})
         self._tell_autoscaler()
 
@@ -559,6 +562,8 @@ class Scheduler:
                 requeued[running.job.id] = await self._retry(
                     lambda running=running, decision=decision: recovery.record(self._repo, running.job.id, decision))
         now_s, acks = time.time(), []
+        self._retirement.touch({node.ray_node_id for running, _ in batch for node in running.allocation.nodes},
+                               time.monotonic())
         for running, decision in batch:
             cpu_seconds = running.allocation.total.cpus * max(0.0, now_s - running.started_s)
             self._priorities.charge(running.job.spec.account, cpu_seconds)
@@ -618,8 +623,9 @@ class Scheduler:
                 self._tell_autoscaler()  # also withdraws a request once its demand is gone
                 if self._refresh_nodes():
                     self._request_pass()
-                elif any(not self._dispatcher.has_keeper(node_id) for node_id in self._ledger.nodes):
+                elif any(not self._dispatcher.has_keeper(node.ray_node_id) for node in self._nodes_to_meet()):
                     self._spawn(self._meet_keepers())  # one that did not answer, or failed a launch
+                self._retire_idle_keepers()
             except ConductorError as exc:
                 log.warning("node refresh failed: %s", exc)
             except Exception:  # a GCS hiccup must not end node discovery for good
@@ -647,6 +653,7 @@ class Scheduler:
                                   local_name=self._settings.node_name)
         if not self._ledger.replace_nodes(found):
             return False
+        self._retirement.keep_only(self._ledger.nodes.keys())
         self._repo.replace_nodes(found)
         gone_keepers = []
         for running in self._ledger.running.values():
@@ -672,11 +679,82 @@ class Scheduler:
         for node_id in [n for n in self._collectors if n not in self._ledger.nodes]:
             self._collectors.pop(node_id).cancel()
         try:
-            await self._dispatcher.ensure_keepers(list(self._ledger.nodes.values()))
+            await self._dispatcher.ensure_keepers(self._nodes_to_meet())
         except Exception as exc:  # noqa: BLE001 - a keeper that does not answer yet: next refresh
             log.warning("could not meet every keeper: %s", exc)
         self._start_collectors()
         self._request_pass()
+
+    def _nodes_to_meet(self) -> list:
+        """The live nodes that should have a keeper: all but those whose keeper is (being) retired."""
+        return [node for node in self._ledger.nodes.values() if not self._retirement.resting(node.ray_node_id)]
+
+    # -- idle keepers (see retirement.py: an idle worker node may then be stopped by the autoscaler) --
+
+    def _retire_idle_keepers(self) -> None:
+        """Set aside the keepers of non-head nodes idle for KEEPER_IDLE_TIMEOUT_S, and retire them.
+
+        All in this one turn of the loop, which no pass interleaves with: the node has no running
+        attempt in the ledger (a launch in flight is one) and no unreleased allocation row, and its
+        keeper leaves the dispatcher before anything else can run, so no job is placed on it again.
+        """
+        busy = {node.ray_node_id for running in self._ledger.running.values() for node in running.allocation.nodes}
+        workers = [node_id for node_id in self._dispatcher.keeper_nodes() if node_id not in self._head_ids]
+        due = self._retirement.due(workers, busy, time.monotonic())
+        if not due:
+            return
+        try:
+            held = self._repo.unreleased_by_node()
+        except ServiceUnavailable as exc:  # the database is down: retire nothing before it answers
+            log.warning("not retiring idle keepers: %s", exc)
+            return
+        for node_id in due:
+            if node_id in held or node_id in busy:
+                continue
+            aside = self._dispatcher.set_aside(node_id)
+            if aside is None:
+                continue
+            self._retirement.retiring(node_id)
+            collector = self._collectors.pop(node_id, None)
+            if collector is not None:
+                collector.cancel()
+            self._spawn(self._retire_keeper(node_id, *aside))
+
+    async def _retire_keeper(self, node_id: str, keeper: Any, info: Any) -> None:
+        try:
+            ended = await self._dispatcher.retire(keeper, info)
+        except Exception as exc:  # noqa: BLE001 - not answering: the node loop meets it again
+            log.warning("could not retire %s: %s", keeper_name(info.node_name), exc)
+            self._retirement.kept(node_id)
+            return
+        if ended:
+            self._retirement.retired(node_id)
+            if node_id not in self._ledger.nodes:  # it left meanwhile
+                self._retirement.keep_only(self._ledger.nodes.keys())
+            log.info("retired %s, idle for %.0f s: its node may be stopped when idle", keeper_name(info.node_name),
+                     self._retirement.idle_timeout_s)
+        else:  # it held something after all: use it again
+            self._retirement.kept(node_id)
+            if node_id in self._ledger.nodes:
+                self._dispatcher.take_back(node_id, keeper, info)
+                self._start_collectors()
+        self._request_pass()  # a job that waited for it meanwhile wakes it now
+
+    def _wake_keepers(self, reasons: dict[int, jobs.Reason]) -> None:
+        """Make again the keepers of retired nodes that a job waiting for room (the pass's ``reasons``)
+        could use; not blocking: the keeper is met in a task, which then asks for a pass."""
+        retired = self._retirement.retired_nodes()
+        if not retired:
+            return
+        pending = self._ledger.pending
+        woken = retirement.wanted([self._ledger.nodes[n] for n in retired if n in self._ledger.nodes],
+                                  (pending[job_id].job.spec for job_id, reason in reasons.items()
+                                   if reason in demand.WAITING_FOR_ROOM and job_id in pending))
+        for node_id in woken:
+            log.info("making the keeper of %s again: a pending job could use it", self._node_name(node_id))
+            self._retirement.wake(node_id)
+        if woken:
+            self._spawn(self._meet_keepers())
 
     # -- telemetry -----------------------------------------------------------------------
 

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 WARM_WORKERS_MAX, WARM_HOLD_S = 8, 0.5
 #: How long a keeper may take to answer its first call (its worker process starts then).
 HELLO_TIMEOUT_S = 60.0
+#: After a retired keeper is killed: how often, and how many times, to look whether its name is free.
+RETIRE_WAIT_S, RETIRE_WAIT_STEPS = 0.2, 50
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,28 @@ class Dispatcher:
         self._keepers.pop(node_id, None)
         self._infos.pop(node_id, None)
 
+    def set_aside(self, node_id: str) -> tuple[Any, KeeperInfo] | None:
+        """Stop using a keeper (as forget_keeper) and hand it over, to be retired (``retire``)."""
+        keeper, info = self._keepers.pop(node_id, None), self._infos.pop(node_id, None)
+        return (keeper, info) if keeper is not None and info is not None else None
+
+    def take_back(self, node_id: str, keeper: Any, info: KeeperInfo) -> None:
+        """Use again a keeper that was set aside and not retired."""
+        self._keepers[node_id], self._infos[node_id] = keeper, info
+
+    async def retire(self, keeper: Any, info: KeeperInfo) -> bool:
+        """End a keeper that was set aside, if it holds nothing (no attempt running or waiting, no end
+        unrecorded); whether it ended.  Returns once its name is free, so it can be made again at once."""
+        state: KeeperState = await asyncio.wait_for(keeper.state.remote(), HELLO_TIMEOUT_S)
+        if state.running or state.ended or state.info.incarnation != info.incarnation:
+            return False
+        ray.kill(keeper, no_restart=True)
+        for _ in range(RETIRE_WAIT_STEPS):
+            if not await asyncio.to_thread(_name_taken, keeper_handle.name_of(info.node_name), self._namespace):
+                break
+            await asyncio.sleep(RETIRE_WAIT_S)
+        return True
+
     def has_keeper(self, node_id: str) -> bool:
         return node_id in self._keepers
 
@@ -210,3 +234,12 @@ class Dispatcher:
         """A multi-node job's group, left behind when its keeper died (the keeper removes it otherwise)."""
         with contextlib.suppress(Exception):
             remove_placement_group(get_placement_group(placement_group_name(job_id)))
+
+
+def _name_taken(name: str, namespace: str) -> bool:
+    """Whether a live actor still holds ``name`` (a blocking call to the GCS: run it in a thread)."""
+    try:
+        ray.get_actor(name, namespace=namespace)
+    except ValueError:
+        return False
+    return True

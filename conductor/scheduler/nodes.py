@@ -14,6 +14,8 @@ from conductor.resources import NODE_NAME_LABEL, Allocation, Node, Resources
 _MIB = 1024 * 1024
 #: How often a job whose worker died checks whether its node died too.
 DEATH_POLL_S = 0.5
+#: The resource Ray gives its head node only.
+HEAD_RESOURCE = "node:__internal_head__"
 
 
 def alive_nodes(configured: Sequence[Partition], *, local_node_id: str = "", local_name: str = "") -> list[Node]:
@@ -25,6 +27,12 @@ def alive_nodes(configured: Sequence[Partition], *, local_node_id: str = "", loc
     found = [_to_node(info, local_node_id, local_name) for info in ray.nodes() if info.get("Alive")]
     return [Node(n.ray_node_id, n.name, n.capacity, n.labels,
                  partition_config.memberships(configured, n.name, n.labels)) for n in _unique_names(found)]
+
+
+def head_ids() -> set[str]:
+    """The Ray head node (its ``node:__internal_head__`` resource), whose keeper is never retired."""
+    return {info["NodeID"] for info in ray.nodes()
+            if info.get("Alive") and HEAD_RESOURCE in info.get("Resources", {})}
 
 
 def alive_ids() -> set[str]:
