@@ -392,3 +392,61 @@ def _pid_alive(pid: int) -> bool:
             return not stat.read().rsplit(") ", 1)[-1].startswith("Z")
     except FileNotFoundError:
         return False
+
+
+_SPEAK = """
+import os, socket, sys
+data = sys.stdin.buffer.read()
+if len(sys.argv) > 2:  # speak as this user (its interpreter is root's: drop to it once it runs)
+    os.setgroups([])
+    os.setgid(int(sys.argv[2]))
+    os.setuid(int(sys.argv[2]))
+with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+    s.settimeout(10)
+    s.connect("\\0" + sys.argv[1])  # the abstract namespace
+    got = b""
+    try:
+        s.sendall(data)
+        while chunk := s.recv(65536):
+            got += chunk
+    except (BrokenPipeError, ConnectionResetError):  # closed unread: refused
+        pass
+print(len(got))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to speak as another user")
+def test_the_lanes_socket_answers_only_its_own_user_and_only_the_lanes_secret(
+        settings_factory, scheduler_factory, tmp_path) -> None:
+    """A job that runs as another user cannot speak on the keeper's lane socket (SO_PEERCRED), and
+    an ask without a lane's secret is answered with nothing: the running job is untouched."""
+    import subprocess
+    import sys
+
+    from conductor.executor import lane
+    from conductor.executor.report import EndCause, RunReport
+    from conductor.keeper.handle import name_of
+
+    settings = settings_factory("sqlite")
+    service = JobService.from_settings(settings)
+    scheduler_factory(settings)
+    job_id = service.submit(spec(f"#!/bin/bash\necho $$ > {tmp_path}/pid\nexec sleep 300\n",
+                                 working_dir=str(tmp_path))).id
+    wait_for(lambda: (tmp_path / "pid").exists(), 60, message="the job to run")
+    keeper = ray.get_actor(name_of("testnode"), namespace=settings.ray_namespace)
+    address = lane.address(ray.get(keeper.hello.remote(), timeout=30).incarnation)
+    forged = lane.frame(lane.Ask("a-lane", "not-its-secret", "any-token", RunReport(EndCause.EXITED, exit_code=0)))
+
+    def speak(*as_user: str) -> int:
+        done = subprocess.run([sys.executable, "-c", _SPEAK, address.lstrip("\0"), *as_user], input=forged,
+                              capture_output=True, timeout=30)
+        assert done.returncode == 0, done.stderr.decode()
+        return int(done.stdout)
+
+    assert speak() == len(lane.frame(None)), "the keeper answers its own user (with nothing, here)"
+    assert speak("65534") == 0, "the keeper answered another user"
+    time.sleep(0.5)
+    assert service.get(job_id).state is jobs.JobState.RUNNING
+    assert _pid_alive(int((tmp_path / "pid").read_text()))
+    service.cancel([job_id])
+    wait_for(lambda: service.get(job_id).state is jobs.JobState.CANCELLED, 30)
