@@ -146,12 +146,13 @@ def postgres_database() -> Iterator[str]:
 
 @contextlib.contextmanager
 def conductor_up(command: str, work: Path, database_url: str = "", redis_url: str = "") -> Iterator[str]:
-    """A real ``conductor up`` on its own port, state directory and Ray; stopped by its pid."""
+    """A real ``conductor up`` on its own port, state directory and Ray; stopped by its pid, with all it started."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONDUCTOR_")}
     env.update(API_PORT=str(port), STATE_DIR=str(work / "state"), TOTAL_CPUS=str(NODE_CPUS),
                TOTAL_MEMORY=NODE_MEMORY, WORKER_CONCURRENCY=str(NODE_CPUS), RAY_DASHBOARD_PORT=str(free_port()),
-               RAY_NAMESPACE=f"burst-{uuid.uuid4().hex[:8]}", LOG_LEVEL="WARNING", NODE_NAME="burst-node")
+               RAY_NAMESPACE=f"burst-{uuid.uuid4().hex[:8]}", LOG_LEVEL="WARNING", NODE_NAME="burst-node",
+               SHUTDOWN_RUNNING_JOBS="requeue")  # SIGTERM then ends its jobs and its Ray, whatever still runs
     if database_url:
         env["DATABASE_URL"] = database_url
     if redis_url:
