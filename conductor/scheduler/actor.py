@@ -296,6 +296,8 @@ class Scheduler:
         ready = [node for node in ledger.nodes.values() if self._dispatcher.has_keeper(node.ray_node_id)]
         began_s = time.monotonic()
         full = self._last_pass_full = began_s >= self._next_full_pass_s
+        if full:
+            ledger.recount_partitions()
         plan = policy.plan_pass(
             ledger.ordered(waiting), ready, self._settings.worker_concurrency
             - len(ledger.running), used=ledger.used(), array_running=ledger.array_running(),

@@ -59,6 +59,7 @@ class Ledger:
         # is skipped when read.  New candidates wait in _arrived until the next read sorts them in.
         self._order: list[tuple[tuple, int, policy.Candidate]] = []
         self._arrived: list[tuple[tuple, int, policy.Candidate]] = []
+        self._partitions: set[str] = set()  # of the pending jobs, or a few more (see partitions())
         self._sequence = 0
         #: Jobs that may be blocked whatever the resources (hold, --begin, dependency): the only
         #: ones eligibility must look at.  Ids may linger after their job left (skipped when read).
@@ -88,6 +89,7 @@ class Ledger:
         self._arrive(pending.candidate)
 
     def _arrive(self, candidate: policy.Candidate) -> None:
+        self._partitions.add(candidate.partition)
         self._sequence += 1
         self._arrived.append((policy.order_key(candidate), self._sequence, candidate))
 
@@ -154,8 +156,14 @@ class Ledger:
         return list(self.ordered(excluded))
 
     def partitions(self) -> set[str]:
-        """The partitions of the pending jobs."""
-        return {p.candidate.partition for p in self.pending.values()}
+        """The partitions of the pending jobs, and perhaps some whose jobs have all left since the
+        last ``recount_partitions``: kept as jobs arrive, so a quick pass need not read them all
+        (an extra partition only makes it read further before it stops)."""
+        return self._partitions
+
+    def recount_partitions(self) -> None:
+        """Forget the partitions no pending job is in any more (a full pass reads every job anyway)."""
+        self._partitions = {p.candidate.partition for p in self.pending.values()}
 
     def replace_nodes(self, found: Iterable[Node]) -> bool:
         """Take Ray's live node set; True when it differs from what was known."""

@@ -108,3 +108,16 @@ def test_ordered_is_read_lazily() -> None:
         ledger.add_pending(job(job_id), set(), 0)
     reader = ledger.ordered()
     assert [next(reader).job_id, next(reader).job_id] == [1, 2]
+
+
+def test_partitions_grow_as_jobs_arrive_and_shrink_only_when_recounted() -> None:
+    ledger = Ledger()
+    ledger.add_pending(job(1, partition="cpu"), set(), 0)
+    ledger.add_pending(job(2, partition="gpu"), set(), 0)
+    assert ledger.partitions() == {"cpu", "gpu"}
+    del ledger.pending[2]  # started: its partition may linger (a quick pass then reads further)
+    assert ledger.partitions() >= {"cpu"}
+    ledger.recount_partitions()
+    assert ledger.partitions() == {"cpu"}
+    ledger.add_pending(job(3, partition="gpu"), set(), 0)
+    assert ledger.partitions() == {"cpu", "gpu"}
