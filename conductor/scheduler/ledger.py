@@ -151,10 +151,6 @@ class Ledger:
                 counts[array] = counts.get(array, 0) + 1
         return counts
 
-    def candidates(self, excluded: Iterable[int]) -> list[policy.Candidate]:
-        """Pending jobs the policy may consider, in its order."""
-        return list(self.ordered(excluded))
-
     def partitions(self) -> set[str]:
         """The partitions of the pending jobs, and perhaps some whose jobs have all left since the
         last ``recount_partitions``: kept as jobs arrive, so a quick pass need not read them all

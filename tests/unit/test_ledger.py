@@ -48,7 +48,7 @@ def test_candidates_are_in_policy_order_without_the_excluded() -> None:
     ledger = Ledger()
     for job_id, priority in ((1, 5), (2, 9), (3, 5)):
         ledger.add_pending(job(job_id), set(), priority)
-    assert [c.job_id for c in ledger.candidates(excluded=[3])] == [2, 1]
+    assert [c.job_id for c in ledger.ordered(excluded=[3])] == [2, 1]
     candidate = ledger.pending[1].candidate
     assert (candidate.per_node, candidate.nodes) == (Resources(1, 0), 1)
 
