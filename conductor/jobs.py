@@ -88,7 +88,7 @@ DEFAULT_SIGNAL_LEAD_S = 60
 MAX_SIGNAL_LEAD_S = 65535
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JobSpec:
     """What a user asks for.  Built by the service from API/CLI input, validated there."""
 
@@ -147,7 +147,7 @@ class JobSpec:
         return self.per_node.times(self.nodes)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Usage:
     """What a run used: CPU seconds (user, system) and its peak resident memory."""
 
@@ -159,7 +159,7 @@ class Usage:
 NO_USAGE = Usage()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ending:
     """How a job's run ended, as it is recorded: a final state, its reason and Slurm's exit code."""
 
@@ -171,7 +171,7 @@ class Ending:
     usage: Usage = NO_USAGE
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Job:
     """A stored job as the service and the scheduler see it."""
 

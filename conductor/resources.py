@@ -16,7 +16,7 @@ NODE_NAME_LABEL = "conductor.io/node-name"
 PARTITION_LABEL = "conductor.io/partition"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Resources:
     """CPUs, memory (MB) and GPUs: a node's capacity, or what a job takes on one node."""
 

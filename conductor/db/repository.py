@@ -8,6 +8,8 @@ Driver errors become conductor's own exceptions here and nowhere else.
 from __future__ import annotations
 
 import contextlib
+import functools
+import sys
 from dataclasses import replace
 from datetime import datetime, timezone
 from types import SimpleNamespace
@@ -584,23 +586,40 @@ def _output_paths(row: JobRow | SimpleNamespace, default_dir: str | None) -> tup
     return expand(out_pattern), expand(err_pattern)
 
 
+def _shared(text: str | None) -> str | None:
+    """One copy of a text many rows repeat (the script of an array, a user, a partition): the
+    scheduler holds every pending job, and 100,000 copies of one script are 100,000 strings."""
+    return None if text is None else sys.intern(text)
+
+
+@functools.lru_cache(maxsize=64)
+def _given(names: tuple[str, ...]) -> frozenset[str]:
+    """JobSpec.given, one frozenset per combination (there are few)."""
+    return frozenset(names)
+
+
 def job_from_row(row: JobRow) -> jobs.Job:
     """The domain view of a jobs row (every read maps rows through here)."""
     spec = jobs.JobSpec(
-        script=row.script, name=row.name, account=row.account, partition=row.partition, user=row.user,
-        argv=tuple(row.argv or ()), working_dir=row.working_dir, environment=dict(row.environment or {}),
+        script=_shared(row.script), name=_shared(row.name), account=_shared(row.account),
+        partition=_shared(row.partition), user=_shared(row.user), argv=tuple(row.argv or ()),
+        working_dir=_shared(row.working_dir), environment=dict(row.environment or {}),
         cpus_per_task=row.cpus_per_task, ntasks_per_node=row.ntasks_per_node,
         memory_per_node_mb=row.memory_per_node_mb, time_limit_s=row.time_limit_s, priority=row.priority,
-        nice=row.nice, requeue=row.requeue, stdout_pattern=row.stdout_pattern, stderr_pattern=row.stderr_pattern,
-        hold=row.hold, begin_time=_aware(row.begin_time), dependency=row.dependency,
+        nice=row.nice, requeue=row.requeue, stdout_pattern=_shared(row.stdout_pattern),
+        stderr_pattern=_shared(row.stderr_pattern), hold=row.hold, begin_time=_aware(row.begin_time),
+        dependency=_shared(row.dependency),
         kill_on_invalid_dependency=bool(row.kill_on_invalid_dependency),
         array_job_id=row.array_job_id, array_task_id=row.array_task_id, array_max_running=row.array_max_running,
-        nodes=row.nodes or 1, gpus_per_node=row.gpus_per_node or 0, given=frozenset(row.given or ()),
+        nodes=row.nodes or 1, gpus_per_node=row.gpus_per_node or 0, given=_given(tuple(row.given or ())),
         ntasks=row.ntasks, memory_per_cpu_mb=row.memory_per_cpu_mb, export=row.export,
         get_user_env=bool(row.get_user_env), open_mode=row.open_mode, warning_signal=row.warning_signal,
-        exclusive=bool(row.exclusive), comment=row.comment, command=row.command, array_spec=row.array_spec,
-        cluster=row.cluster or "", submit_host=row.submit_host or "", run_as=row.run_as or "")
+        exclusive=bool(row.exclusive), comment=_shared(row.comment), command=_shared(row.command),
+        array_spec=_shared(row.array_spec), cluster=_shared(row.cluster or ""),
+        submit_host=_shared(row.submit_host or ""), run_as=_shared(row.run_as or ""))
     usage = jobs.Usage(row.cpu_time_user_s, row.cpu_time_system_s, row.max_rss_kb)
+    if usage == jobs.NO_USAGE:  # every job not yet run
+        usage = jobs.NO_USAGE
     return jobs.Job(
         id=row.id, spec=spec, state=jobs.JobState(row.state), reason=jobs.Reason(row.reason),
         reason_message=row.reason_message or "",

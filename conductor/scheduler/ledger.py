@@ -17,7 +17,7 @@ from conductor.resources import NOTHING, Allocation, Node, Resources
 from conductor.scheduler.ending import Intent
 
 
-@dataclass
+@dataclass(slots=True)
 class PendingJob:
     """A PENDING job the scheduler may start, with its queue entries (acknowledged when it ends)."""
 
@@ -28,7 +28,7 @@ class PendingJob:
     dependency: dependencies.Dependency | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class RunningJob:
     """A dispatched job: its allocation, its task, and what the scheduler has asked of it."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from conductor.jobs import Reason
 from conductor.policy import Candidate, Hold, best_fit, order_key, plan_pass
 from conductor.resources import NOTHING, Allocation, Node, Resources
@@ -207,7 +209,7 @@ def test_resources_arithmetic_and_fit() -> None:
 def timed(job_id: int, cpus: int, limit_s: float | None, **kw) -> Candidate:
     base = job(job_id, cpus, **{k: v for k, v in kw.items() if k in ("partition", "priority", "memory_mb", "gpus")})
     extra = {k: v for k, v in kw.items() if k == "nodes"}
-    return Candidate(**{**base.__dict__, "time_limit_s": limit_s, **extra})
+    return dataclasses.replace(base, time_limit_s=limit_s, **extra)
 
 
 def test_a_job_runs_only_on_nodes_of_its_partition() -> None:
