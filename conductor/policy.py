@@ -37,7 +37,7 @@ DEFAULT_RESERVE_DEPTH = 200
 _FOREVER = math.inf
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Candidate:
     """What the policy needs to know of a pending job: ``per_node`` on each of ``nodes`` nodes."""
 
@@ -136,6 +136,10 @@ def plan_pass(pending: Iterable[Candidate], nodes: Sequence[Node], free_slots: i
                 timelines[node.ray_node_id].add(now_s, _end(hold.end_s, now_s), hold.allocation.per_node)
     reserved = 0
     considered = 0
+    reasons = plan.reasons
+    # A shape (partition, per-node need, node count) has the same nodes and the same "fits
+    # somewhere" answer for every job of the pass: found once (a deep pass reads 100,000 jobs).
+    shapes: dict[tuple, list[Node] | None] = {}
     for job in pending:
         if depth is not None and (free_slots <= 0 or considered >= depth or (
                 partitions is not None and blocked.issuperset(partitions)
@@ -143,21 +147,29 @@ def plan_pass(pending: Iterable[Candidate], nodes: Sequence[Node], free_slots: i
             plan.complete = False
             break
         considered += 1
-        mine = [node for node in nodes if node.serves(job.partition)]
         if job.exclusive:
-            job, mine = _whole_nodes(job, mine, free)
-        need = job.per_node
-        if sum(need.fits_in(node.capacity) for node in mine) < job.nodes:
-            plan.reasons[job.job_id] = Reason.PARTITION_CONFIG
+            job, mine = _whole_nodes(job, [node for node in nodes if node.serves(job.partition)], free)
+            fits = sum(job.per_node.fits_in(node.capacity) for node in mine) >= job.nodes
+        else:
+            key = (job.partition, job.per_node, job.nodes)
+            if key in shapes:
+                mine = shapes[key]
+            else:
+                mine = [node for node in nodes if node.serves(job.partition)]
+                mine = shapes[key] = mine if sum(job.per_node.fits_in(n.capacity) for n in mine) >= job.nodes else None
+            fits = mine is not None
+        if not fits:
+            reasons[job.job_id] = Reason.PARTITION_CONFIG
             continue
         if job.array_max_running is not None and array_running.get(job.array_job_id, 0) >= job.array_max_running:
-            plan.reasons[job.job_id] = Reason.ARRAY_TASK_LIMIT
+            reasons[job.job_id] = Reason.ARRAY_TASK_LIMIT
             continue
         if job.partition in blocked and (not backfill or reserved >= reserve_depth):
             # Without backfill a waiting job blocks the rest of its partition; with it, past
             # reserve_depth the rest are not tested (Slurm's bf_max_job_test), keeping a pass cheap.
-            plan.reasons[job.job_id] = Reason.PRIORITY
+            reasons[job.job_id] = Reason.PRIORITY
             continue
+        need = job.per_node
         duration_s = _FOREVER if job.time_limit_s is None else float(job.time_limit_s)
         chosen = _place_now(job, mine, free, timelines, now_s, duration_s) if free_slots > 0 else None
         if chosen is not None:
