@@ -122,6 +122,19 @@ class AllocationRow(Base):
     )
 
 
+class JobTotalRow(Base):
+    """Jobs and their CPU-seconds per (state, account), over every row of jobs: kept by triggers
+    on jobs in the transaction of each change (migration 0010), read by /metrics."""
+
+    __tablename__ = "job_totals"
+
+    state: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account: Mapped[str] = mapped_column(String(255), primary_key=True)
+    jobs: Mapped[int] = mapped_column(BigInteger)
+    #: CPUs x (end_time - start_time) of the jobs with both times.
+    cpu_seconds: Mapped[float] = mapped_column(Float)
+
+
 class QueueEntryRow(Base):
     """The embedded queue (no REDIS_URL): an entry lives until the scheduler acknowledges it."""
 

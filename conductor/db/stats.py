@@ -1,8 +1,9 @@
 """Aggregate figures of the jobs table, for /metrics and ``conductor status``: GROUP BY queries, never row loads.
 
-``totals`` is one pass over the jobs table grouped by (state, account): how many jobs were
-submitted, how many are in each terminal state, and the CPU-seconds (CPUs x elapsed) of the jobs
-that ran and ended, per account.  Derived from the rows, these counters are the same whichever
+``totals`` reads job_totals, the jobs and CPU-seconds (CPUs x elapsed) per (state, account) that
+triggers on the jobs table keep in the transaction of each change (migration 0010): how many jobs
+were submitted, how many are in each terminal state, and the CPU-seconds of the jobs that ran and
+ended, per account, in a few rows however many jobs the table holds.  Derived from the rows, these counters are the same whichever
 process restarted; they go down only if a row leaves a terminal state (``conductor requeue`` of an
 ended job) or is deleted, which Prometheus reads as a counter reset.
 """
@@ -12,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import Engine, Float, cast, func, select
+from sqlalchemy import Engine, select
 
 from conductor import jobs
 from conductor.db.errors import translate_errors
-from conductor.db.models import JobRow
+from conductor.db.models import JobRow, JobTotalRow
 from conductor.db.session import make_sessionmaker
 
 
@@ -41,19 +42,10 @@ class JobStats:
         self._engine = engine
         self._sessions = make_sessionmaker(engine)
 
-    def _elapsed_s(self):  # noqa: ANN202 - an SQL expression
-        if self._engine.dialect.name == "postgresql":
-            return func.extract("epoch", JobRow.end_time - JobRow.start_time)
-        # SQLite keeps these as UTC text: julianday() reads it; days -> seconds.
-        return (func.julianday(JobRow.end_time) - func.julianday(JobRow.start_time)) * 86400.0
-
     def totals(self) -> Totals:
-        cpus = JobRow.cpus_per_task * JobRow.ntasks_per_node * JobRow.nodes
-        ran = JobRow.start_time.is_not(None) & JobRow.end_time.is_not(None)
-        used = func.sum(cast(cpus, Float) * self._elapsed_s()).filter(ran)
         with translate_errors(), self._sessions() as session:
-            rows = session.execute(select(JobRow.state, JobRow.account, func.count(), used)
-                                   .group_by(JobRow.state, JobRow.account)).all()
+            rows = session.execute(select(JobTotalRow.state, JobTotalRow.account, JobTotalRow.jobs,
+                                          JobTotalRow.cpu_seconds).where(JobTotalRow.jobs > 0)).all()
         submitted, ended, cpu_seconds = 0, {}, {}
         terminal = {state.value for state in jobs.TERMINAL_STATES}
         for state, account, count, seconds in rows:
