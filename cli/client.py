@@ -65,21 +65,22 @@ class ApiClient:
 
     def all_jobs(self, params: dict[str, Any], *, page_size: int = 1000) -> list[dict[str, Any]]:
         """Every job matching ``params``, following next_cursor page by page."""
-        return [job for page in self.job_pages(params, page_size=page_size) for job in page]
+        return [job for page, _ in self.job_pages(params, page_size=page_size) for job in page]
 
     def job_pages(self, params: dict[str, Any], *, page_size: int = 1000,
-                  first_page_size: int | None = None) -> Iterator[list[dict[str, Any]]]:
-        """The jobs matching ``params``, one page at a time, as the API serves them (next_cursor);
-        the first page may be smaller, so that its rows come sooner."""
-        cursor = None
+                  first_page_size: int | None = None) -> Iterator[tuple[list[dict[str, Any]], bool]]:
+        """The jobs matching ``params``, one page at a time as the API serves them (next_cursor),
+        each with whether another page follows.  The first page may be smaller, so that its rows
+        come sooner; the pages then grow threefold up to ``page_size``."""
+        cursor, size = None, first_page_size or page_size
         while True:
-            size = first_page_size or page_size if cursor is None else page_size
             query = {**params, "limit": size} if cursor is None else {**params, "limit": size, "cursor": cursor}
             page = self.list_jobs(query)
-            yield page["jobs"]
             cursor = page.get("next_cursor")
+            yield page["jobs"], cursor is not None
             if cursor is None:
                 return
+            size = min(page_size, 3 * size)
 
     def output(self, job_id: int, params: dict[str, Any]) -> tuple[str, dict[str, str]]:
         """``GET /api/jobs/{id}/output``: the text and the X-Conductor-* headers (lower-case names)."""

@@ -90,7 +90,8 @@ def _filters(user: Optional[str], account: Optional[str], partition: Optional[st
 
 
 #: Jobs per request when listing; the first request asks for FIRST_PAGE_SIZE, so that the first
-#: rows print after one small request, whatever the depth of the queue.
+#: rows print after one small request, whatever the depth of the queue, and each later page is
+#: three times the one before, up to PAGE_SIZE (``conductor queue | head`` reads 100 + 300 rows).
 PAGE_SIZE, FIRST_PAGE_SIZE = 1000, 100
 
 
@@ -108,14 +109,14 @@ def _list(ctx: click.Context, params: dict, headers: Any, row: Any, right: Any, 
 
     def show(client: Any) -> None:
         pages = client.job_pages(params, page_size=PAGE_SIZE, first_page_size=FIRST_PAGE_SIZE)
-        first = [row(job, now) for job in next(pages)]
-        second = next(pages, None)
-        if second is None:  # one page: a table fitted to it (rich on a terminal)
+        found, more = next(pages)
+        first = [row(job, now) for job in found]
+        if not more:  # one page: a table fitted to it (rich on a terminal)
             render.print_table(headers, first, right=right, header=header)
             return
-        widths = render.column_widths(headers, first)
+        widths = render.column_widths(headers, first)  # printed before the next page is asked for
         for number, rows in enumerate(itertools.chain([first], ([row(job, now) for job in page]
-                                                                for page in itertools.chain([second], pages)))):
+                                                                for page, _ in pages))):
             text = render.plain_table(headers, rows, right=right, header=header and number == 0, widths=widths)
             if text:
                 click.echo(text)
