@@ -73,6 +73,8 @@ class Plan:
     expected_start_s: dict[int, float] = field(default_factory=dict)
     #: Whether every pending job was considered (a quick pass stops once nothing more can start).
     complete: bool = True
+    #: Running tasks per array once this plan's starts run (for the %N throttle of later jobs).
+    array_running: dict[int, int] = field(default_factory=dict)
 
 
 def order_key(candidate: Candidate) -> tuple:
@@ -118,11 +120,12 @@ def plan_pass(pending: Iterable[Candidate], nodes: Sequence[Node], free_slots: i
     ``array_running`` counts the running tasks of each array (for the %N throttle);
     ``running`` (with expected ends) and ``now_s`` are used by backfill only.
 
-    A quick pass (``depth`` given, as Slurm's default_queue_depth) stops, with ``complete`` False
-    and no reason for the jobs it did not reach, once no later job could start: no free slot is
-    left, or every partition in ``partitions`` (those of the pending jobs) is blocked with no
-    reservation left to make, or ``depth`` jobs were considered.  Every job it reaches gets the
-    decision a full pass would give it.
+    A pass given ``partitions`` (those of the pending jobs) stops, with ``complete`` False and no
+    reason for the jobs it did not reach, once every one of them is blocked with no reservation
+    left to make: no later job could start, and each gets what ``tail_reasons`` gives.  A quick
+    pass (``depth`` given, as Slurm's default_queue_depth) also stops once no free slot is left or
+    ``depth`` jobs were considered.  Every job a pass reaches gets the decision a pass over every
+    job would give it.
     """
     plan = Plan()
     used = used or {}
@@ -137,28 +140,16 @@ def plan_pass(pending: Iterable[Candidate], nodes: Sequence[Node], free_slots: i
     reserved = 0
     considered = 0
     reasons = plan.reasons
-    # A shape (partition, per-node need, node count) has the same nodes and the same "fits
-    # somewhere" answer for every job of the pass: found once (a deep pass reads 100,000 jobs).
     shapes: dict[tuple, list[Node] | None] = {}
     for job in pending:
-        if depth is not None and (free_slots <= 0 or considered >= depth or (
+        if (depth is not None and (free_slots <= 0 or considered >= depth)) or (
                 partitions is not None and blocked.issuperset(partitions)
-                and (not backfill or reserved >= reserve_depth))):
+                and (not backfill or reserved >= reserve_depth)):
             plan.complete = False
             break
         considered += 1
-        if job.exclusive:
-            job, mine = _whole_nodes(job, [node for node in nodes if node.serves(job.partition)], free)
-            fits = sum(job.per_node.fits_in(node.capacity) for node in mine) >= job.nodes
-        else:
-            key = (job.partition, job.per_node, job.nodes)
-            if key in shapes:
-                mine = shapes[key]
-            else:
-                mine = [node for node in nodes if node.serves(job.partition)]
-                mine = shapes[key] = mine if sum(job.per_node.fits_in(n.capacity) for n in mine) >= job.nodes else None
-            fits = mine is not None
-        if not fits:
+        job, mine = _shape(job, nodes, free, shapes)
+        if mine is None:
             reasons[job.job_id] = Reason.PARTITION_CONFIG
             continue
         if job.array_max_running is not None and array_running.get(job.array_job_id, 0) >= job.array_max_running:
@@ -192,7 +183,44 @@ def plan_pass(pending: Iterable[Candidate], nodes: Sequence[Node], free_slots: i
                 for node in where:
                     timelines[node.ray_node_id].add(start_s, start_s + duration_s, need)
                 plan.expected_start_s[job.job_id] = start_s
+    plan.array_running = array_running
     return plan
+
+
+def tail_reasons(jobs: Iterable[Candidate], nodes: Sequence[Node],
+                 array_running: Mapping[int, int] | None = None) -> dict[int, Reason]:
+    """The reasons a full pass gives ``jobs`` that come after the point where it stopped
+    (``partitions`` given, every one blocked with its reservations made): PartitionConfig for a
+    job no set of ``nodes`` could hold, JobArrayTaskLimit for a throttled array's task (with
+    ``array_running`` counted after the pass's starts), Priority for every other."""
+    array_running = array_running or {}
+    shapes: dict[tuple, list[Node] | None] = {}
+    free = {node.ray_node_id: node.capacity for node in nodes}  # only an --exclusive job's shape reads it
+    reasons = {}
+    for job in jobs:
+        job, mine = _shape(job, nodes, free, shapes)
+        if mine is None:
+            reasons[job.job_id] = Reason.PARTITION_CONFIG
+        elif job.array_max_running is not None and array_running.get(job.array_job_id, 0) >= job.array_max_running:
+            reasons[job.job_id] = Reason.ARRAY_TASK_LIMIT
+        else:
+            reasons[job.job_id] = Reason.PRIORITY
+    return reasons
+
+
+def _shape(job: Candidate, nodes: Sequence[Node], free: Mapping[str, Resources],
+           shapes: dict[tuple, list[Node] | None]) -> tuple[Candidate, list[Node] | None]:
+    """The job as placed (an --exclusive one takes whole nodes) and the nodes of its partition,
+    or None when no set of them could ever hold it (PartitionConfig).  A shape (partition,
+    per-node need, node count) has the same answer for every job of a pass: kept in ``shapes``."""
+    if job.exclusive:
+        job, mine = _whole_nodes(job, [node for node in nodes if node.serves(job.partition)], free)
+        return job, mine if sum(job.per_node.fits_in(node.capacity) for node in mine) >= job.nodes else None
+    key = (job.partition, job.per_node, job.nodes)
+    if key not in shapes:
+        mine = [node for node in nodes if node.serves(job.partition)]
+        shapes[key] = mine if sum(job.per_node.fits_in(node.capacity) for node in mine) >= job.nodes else None
+    return job, shapes[key]
 
 
 def _whole_nodes(job: Candidate, mine: list[Node], free: Mapping[str, Resources]) -> tuple[Candidate, list[Node]]:

@@ -76,6 +76,8 @@ DEMAND_PERIOD_S = 1.0
 QUICK_PASS_DEPTH = 1000
 FULL_PASS_MIN_S = 1.0
 FULL_PASS_COST_RATIO = 20
+#: Jobs a full pass decides past the point where it stopped (new jobs, mostly); more wait for the next pass.
+FULL_PASS_SETTLE_MAX = 5000
 
 
 class Scheduler:
@@ -97,6 +99,7 @@ class Scheduler:
         self._last_pass_complete = True
         self._last_pass_full = True
         self._next_full_pass_s = 0.0  # monotonic: when a pass may be a full one again
+        self._nodes_read_by_full_pass: frozenset = frozenset()  # the ready nodes of the last full pass over every job
         self._full_pass_timer: asyncio.TimerHandle | None = None
         self._queue_drained = False
         self._idle = asyncio.Event()
@@ -290,23 +293,39 @@ class Scheduler:
         self._wake_idle_waiters()
 
     def _schedule(self) -> None:
-        self._priorities.refresh()
+        if self._priorities.refresh():
+            self._request_pass()  # the next chunk of a priority recomputation, in the next pass
         waiting = self._blocked_reasons()
         ledger = self._ledger
         ready = [node for node in ledger.nodes.values() if self._dispatcher.has_keeper(node.ray_node_id)]
         began_s = time.monotonic()
         full = self._last_pass_full = began_s >= self._next_full_pass_s
+        # A full pass reads every job when the nodes jobs may use changed since the last one that
+        # did (a job recorded as waiting for Priority may no longer fit anywhere); else it stops
+        # where every partition is blocked and decides only the unsettled jobs after that point.
+        shape = frozenset((node.ray_node_id, node.capacity, node.partitions) for node in ready)
+        every_job = full and shape != self._nodes_read_by_full_pass
         if full:
-            ledger.recount_partitions()
+            ledger.recount_partitions(excluded=waiting)
         plan = policy.plan_pass(
             ledger.ordered(waiting), ready, self._settings.worker_concurrency
             - len(ledger.running), used=ledger.used(), array_running=ledger.array_running(),
             running=ledger.holds(self._settings.kill_wait_s), now_s=time.time(),
             backfill=self._settings.scheduler_backfill, reserve_depth=self._settings.backfill_max_job_test,
-            depth=None if full else QUICK_PASS_DEPTH, partitions=None if full else ledger.partitions())
+            depth=None if full else QUICK_PASS_DEPTH, partitions=None if every_job else ledger.partitions())
         if full:
+            if every_job:
+                self._nodes_read_by_full_pass = shape
+            if not plan.complete:
+                reached = {*plan.reasons, *waiting, *(start.job_id for start in plan.starts)}
+                rest, more = ledger.unsettled_jobs(reached, FULL_PASS_SETTLE_MAX)
+                plan.reasons.update(policy.tail_reasons(rest, ready, plan.array_running))
+                plan.complete = not more
             cost_s = time.monotonic() - began_s
-            self._next_full_pass_s = time.monotonic() + max(FULL_PASS_MIN_S, FULL_PASS_COST_RATIO * cost_s)
+            if plan.complete:
+                self._next_full_pass_s = time.monotonic() + max(FULL_PASS_MIN_S, FULL_PASS_COST_RATIO * cost_s)
+            else:  # more unsettled jobs than one pass decides: the next pass, full too, goes on with them
+                self._request_pass()
         elif not plan.complete:
             self._full_pass_later()  # the jobs it did not reach get their reasons then
         self._last_pass_started, self._last_pass_complete = bool(plan.starts), plan.complete
@@ -451,7 +470,7 @@ class Scheduler:
             self._repo.set_pending_reasons(changed)
             for reason, ids in changed.items():
                 for job_id in ids:
-                    self._ledger.pending[job_id].reason = reason
+                    self._ledger.set_reason(job_id, reason)
 
     # -- timers ----------------------------------------------------------------------------
 

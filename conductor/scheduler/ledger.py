@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Iterator
+from typing import Any, Collection, Iterable, Iterator
 
 from conductor import dependencies, jobs, policy
 from conductor.resources import NOTHING, Allocation, Node, Resources
@@ -64,6 +64,9 @@ class Ledger:
         #: Jobs that may be blocked whatever the resources (hold, --begin, dependency): the only
         #: ones eligibility must look at.  Ids may linger after their job left (skipped when read).
         self.conditional: set[int] = set()
+        #: Jobs a full pass must give a reason though it stopped before them (see ``unsettled_jobs``):
+        #: those whose recorded reason is not Priority, and tasks of throttled arrays.  Ids may linger.
+        self._unsettled: set[int] = set()
 
     def add_pending(self, job: jobs.Job, entry_ids: set[str], priority: int) -> PendingJob:
         """Take in a PENDING job (ValueError for a --dependency it cannot read)."""
@@ -80,7 +83,45 @@ class Ledger:
             self.conditional.add(job.id)
         else:
             self.conditional.discard(job.id)
+        self._settle(pending)
         return pending
+
+    def set_reason(self, job_id: int, reason: jobs.Reason) -> None:
+        """Record the reason a pass gave a pending job (as the database now has it)."""
+        pending = self.pending[job_id]
+        pending.reason = reason
+        self._settle(pending)
+
+    def _settle(self, pending: PendingJob) -> None:
+        if pending.reason is jobs.Reason.PRIORITY and pending.candidate.array_max_running is None:
+            self._unsettled.discard(pending.job.id)
+        else:
+            self._unsettled.add(pending.job.id)
+
+    def unsettled_jobs(self, reached: Collection[int], limit: int) -> tuple[list[policy.Candidate], bool]:
+        """Pending jobs a full pass that stopped early (every partition blocked) did not reach and
+        must still decide, at most ``limit`` of them, and whether more are left.
+
+        A job it did not reach gets Priority, PartitionConfig or JobArrayTaskLimit
+        (policy.tail_reasons); one whose recorded reason is Priority keeps it unless it is a task
+        of a throttled array, or the nodes changed (then the pass reads every job).  So only the
+        others are read: new jobs, and jobs that waited for another reason.
+        """
+        found: list[policy.Candidate] = []
+        gone = []
+        for job_id in self._unsettled:
+            held = self.pending.get(job_id)
+            if held is None:
+                gone.append(job_id)
+            elif job_id not in reached:
+                if len(found) == limit:
+                    break
+                found.append(held.candidate)
+        else:
+            self._unsettled.difference_update(gone)
+            return found, False
+        self._unsettled.difference_update(gone)
+        return found, True
 
     def reprioritise(self, job_id: int, priority: int) -> None:
         """Give a pending job a new priority (it moves in the order)."""
@@ -157,9 +198,10 @@ class Ledger:
         (an extra partition only makes it read further before it stops)."""
         return self._partitions
 
-    def recount_partitions(self) -> None:
-        """Forget the partitions no pending job is in any more (a full pass reads every job anyway)."""
-        self._partitions = {p.candidate.partition for p in self.pending.values()}
+    def recount_partitions(self, excluded: Collection[int] = ()) -> None:
+        """Forget the partitions no pending job is in any more, nor any job but ``excluded`` ones
+        (held, waiting for --begin or a dependency: no pass reads them, so they block nothing)."""
+        self._partitions = {p.candidate.partition for job_id, p in self.pending.items() if job_id not in excluded}
 
     def replace_nodes(self, found: Iterable[Node]) -> bool:
         """Take Ray's live node set; True when it differs from what was known."""
